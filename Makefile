@@ -1,0 +1,57 @@
+# Explainable ML for ECG - course commands. `make help` lists them.
+# Every target installs what it needs first (a virtual environment in .venv).
+
+PYTHON ?= $(shell for p in python3.12 python3.11 python3.10 python3; do \
+            command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(not (3,10) <= sys.version_info[:2] <= (3,12))' 2>/dev/null && { echo $$p; break; }; done)
+VENV    := .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
+PYTEST_NB := --nbval --nbval-current-env --nbval-cell-timeout=900 \
+             --nbval-sanitize-with tests/nbval_sanitize.cfg
+export TF_CPP_MIN_LOG_LEVEL ?= 3
+export PYTHONHASHSEED ?= 0
+
+.PHONY: help install data lab test unit notebooks models clean check-python
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
+
+check-python:
+	@if [ -z "$(PYTHON)" ]; then \
+	  echo "ERROR: this course needs Python 3.10, 3.11 or 3.12 (alibi needs numpy<2, so not 3.13)."; \
+	  echo "       Install one of them, or run e.g. 'make PYTHON=/path/to/python3.11 test'."; exit 1; fi
+	@$(PYTHON) -c 'import sys; v=sys.version_info[:2]; ok=(3,10)<=v<=(3,12); \
+	  print("Using Python %d.%d" % v) if ok else sys.exit("ERROR: Python %d.%d is not supported; use 3.10-3.12 (make PYTHON=python3.11 ...)" % v)'
+
+$(STAMP): requirements.txt pyproject.toml
+	@$(MAKE) --no-print-directory check-python
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv with the pinned packages and the utils package
+
+data: $(STAMP)  ## get and verify MIT-BIH (uses $$MITDB_DIR if set, else downloads from PhysioNet)
+	$(PY) -m utils.data
+
+lab: data  ## open the course in JupyterLab
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+
+unit: data  ## unit tests only
+	$(PY) -m pytest tests -q
+
+test: data  ## unit tests + every notebook re-executed and compared with pytest --nbval
+	$(PY) -m pytest tests $(NOTEBOOKS) $(PYTEST_NB) -q -ra
+
+notebooks: data  ## re-execute the notebooks in place (refresh the committed outputs)
+	$(PY) -m utils.execute $(NOTEBOOKS)
+
+models: data  ## train every course model and save it under data/models/ (about 1 h on 2 cores)
+	$(PY) -m utils.training
+
+clean:  ## remove the virtual environment, caches and the downloaded database copy
+	rm -rf $(VENV) data/cache data/mitdb data/mitdb.partial .pytest_cache .hypothesis
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,245 @@
+"""Training, saving and loading the course models (``make models`` runs :func:`main`).
+
+Each model lives in ``data/models/<name>/`` (committed): ``model.weights.h5``, ``history.json``
+(loss/accuracy per epoch) and ``config.json`` (the spec it was trained with, the beat-extraction
+settings, the metrics on its test split and the training time). :func:`load_trained` refuses
+weights whose config no longer matches the code, so notebooks never run on stale models.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import config
+from .data import BeatData, Split, get_split, load_beats, subsample_majority
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything that defines a trained model: architecture, data split and training recipe."""
+
+    builder: str
+    split: str
+    kwargs: dict = field(default_factory=dict)
+    epochs: int = 30
+    batch_size: int = 128
+    cap_per_class: int = 12000
+    learning_rate: float = 3e-3
+    patience: int = 4
+    max_minutes: float = 14.0
+    only_class: str | None = None  # autoencoder: train on one class only (N)
+    seed: int = config.SEED
+
+
+MODEL_SPECS: dict[str, ModelSpec] = {
+    "cnn_holdout": ModelSpec("fcn", "holdout"),
+    "cnn_patient": ModelSpec("fcn", "patient"),
+    "lstm_holdout": ModelSpec("lstm", "holdout"),
+    "lstm_patient": ModelSpec("lstm", "patient"),
+    "attention_holdout": ModelSpec("lstm_attention", "holdout"),
+    "autoencoder_normal": ModelSpec("attention_autoencoder", "holdout", epochs=25,
+                                    cap_per_class=12000, only_class="N"),
+}
+
+
+def class_weights(y: np.ndarray, power: float = 0.5) -> dict[int, float]:
+    """Inverse-frequency class weights softened by ``power`` (0.5 = inverse square root),
+    normalised to mean 1 over the classes present."""
+    counts = np.bincount(y, minlength=len(config.CLASSES)).astype(float)
+    present = counts > 0
+    w = np.zeros_like(counts)
+    w[present] = (counts[present].sum() / counts[present]) ** power
+    w[present] /= w[present].mean()
+    return {int(i): float(w[i]) for i in np.flatnonzero(present)}
+
+
+def pool_beats(X: np.ndarray, pool: int) -> np.ndarray:
+    """Average-pool beats (n, window, leads) by ``pool`` along time (autoencoder targets)."""
+    n, t, c = X.shape
+    if t % pool:
+        raise ValueError(f"window {t} is not divisible by pool {pool}")
+    return X.reshape(n, t // pool, pool, c).mean(axis=2)
+
+
+def model_dir(name: str) -> Path:
+    """Folder of a trained model."""
+    return config.MODELS_DIR / name
+
+
+def _beat_settings() -> dict:
+    return {"window": config.WINDOW, "r_offset": config.R_OFFSET,
+            "classes": list(config.CLASSES), "fs": config.BEAT_FS}
+
+
+def build(name: str):
+    """An untrained model of spec ``name``."""
+    from .models import BUILDERS
+
+    spec = _spec(name)
+    return BUILDERS[spec.builder](**spec.kwargs)
+
+
+def _spec(name: str) -> ModelSpec:
+    if name not in MODEL_SPECS:
+        raise ValueError(f"Unknown model {name!r}; known: {', '.join(MODEL_SPECS)}")
+    return MODEL_SPECS[name]
+
+
+class _TimeLimit:
+    """Keras callback factory: stop training after ``minutes`` (keeps ``make models`` bounded)."""
+
+    @staticmethod
+    def make(minutes: float):
+        import keras
+
+        class TimeLimit(keras.callbacks.Callback):
+            def on_train_begin(self, logs=None):
+                self.start = time.perf_counter()
+
+            def on_epoch_end(self, epoch, logs=None):
+                if time.perf_counter() - self.start > minutes * 60:
+                    self.model.stop_training = True
+
+        return TimeLimit()
+
+
+def train(name: str, data: BeatData | None = None, verbose: int = 2) -> dict:
+    """Train model ``name`` from scratch with fixed seeds and save it; returns its config."""
+    import keras
+    import tensorflow as tf
+
+    from .evaluation import evaluate_model
+
+    spec = _spec(name)
+    data = data if data is not None else load_beats()
+    split = get_split(data, spec.split)
+    keras.utils.set_random_seed(spec.seed)
+    tf.config.experimental.enable_op_determinism()
+
+    train_idx = split.train
+    if spec.only_class is not None:
+        cls = config.CLASSES.index(spec.only_class)
+        train_idx = train_idx[data.y[train_idx] == cls]
+        val_idx = split.val[data.y[split.val] == cls]
+    else:
+        val_idx = split.val
+    train_idx = subsample_majority(data.y, train_idx, spec.cap_per_class, seed=spec.seed)
+    rng = np.random.default_rng(spec.seed)
+    train_idx = rng.permutation(train_idx)
+
+    model = build(name)
+    is_ae = spec.builder == "attention_autoencoder"
+    X_tr, X_val = data.X[train_idx], data.X[val_idx]
+    if is_ae:
+        pool = spec.kwargs.get("pool", 4)
+        y_tr, y_val = pool_beats(X_tr, pool), pool_beats(X_val, pool)
+        loss, metrics, weights = "mse", [], None
+    else:
+        y_tr, y_val = data.y[train_idx], data.y[val_idx]
+        loss, metrics = "sparse_categorical_crossentropy", ["accuracy"]
+        weights = class_weights(y_tr)
+    model.compile(optimizer=keras.optimizers.Adam(spec.learning_rate), loss=loss,
+                  metrics=metrics)
+    callbacks = [
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=spec.patience,
+                                      restore_best_weights=True),
+        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.3, patience=2),
+        _TimeLimit.make(spec.max_minutes),
+    ]
+    start = time.perf_counter()
+    hist = model.fit(X_tr, y_tr, validation_data=(X_val, y_val), epochs=spec.epochs,
+                     batch_size=spec.batch_size, class_weight=weights, callbacks=callbacks,
+                     shuffle=True, verbose=verbose)
+    seconds = time.perf_counter() - start
+    epochs_run = len(hist.history["loss"])
+
+    if is_ae:
+        test_idx = split.test[data.y[split.test] == config.CLASSES.index(spec.only_class)]
+        recon = model.predict(data.X[test_idx], batch_size=1024, verbose=0)
+        target = pool_beats(data.X[test_idx], spec.kwargs.get("pool", 4))
+        test_metrics = {"test_mse_normal": float(np.mean((recon - target) ** 2))}
+    else:
+        test_metrics = evaluate_model(model, data.X[split.test], data.y[split.test])
+
+    folder = model_dir(name)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_weights(folder / "model.weights.h5")
+    history = {k: [round(float(v), 6) for v in vals] for k, vals in hist.history.items()}
+    (folder / "history.json").write_text(json.dumps(history, indent=1))
+    cfg = {
+        "name": name,
+        "spec": asdict(spec),
+        "beats": _beat_settings(),
+        "n_train": int(len(train_idx)),
+        "n_val": int(len(val_idx)),
+        "epochs_run": epochs_run,
+        "train_seconds": round(seconds, 1),
+        "beats_per_second": round(len(train_idx) * epochs_run / seconds, 1),
+        "test": test_metrics,
+        "environment": {"tensorflow": tf.__version__, "keras": keras.__version__,
+                        "python": platform.python_version(), "machine": platform.machine(),
+                        "cpus": os.cpu_count()},
+    }
+    (folder / "config.json").write_text(json.dumps(cfg, indent=1))
+    return cfg
+
+
+def read_config(name: str) -> dict:
+    """The saved ``config.json`` of a trained model."""
+    path = model_dir(name) / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"No trained model {name!r} at {path}: run `make models`.")
+    return json.loads(path.read_text())
+
+
+def read_history(name: str) -> dict[str, list[float]]:
+    """Training history (per-epoch loss/metrics) of a trained model."""
+    return json.loads((model_dir(name) / "history.json").read_text())
+
+
+def load_trained(name: str, retrain: bool = False, data: BeatData | None = None):
+    """Load the committed weights of ``name`` (or retrain first when ``retrain=True``).
+
+    Raises ``ValueError`` if the saved config no longer matches the code's spec or the beat
+    settings (window, R offset, classes): the weights would be meaningless.
+    """
+    if retrain:
+        train(name, data=data)
+    cfg = read_config(name)
+    expected = json.loads(json.dumps(asdict(_spec(name))))
+    if cfg["spec"] != expected or cfg["beats"] != _beat_settings():
+        raise ValueError(
+            f"Saved model {name!r} was trained with other settings than the current code "
+            f"(saved {cfg['spec']} / {cfg['beats']}). Run `make models` to retrain it.")
+    model = build(name)
+    model.load_weights(model_dir(name) / "model.weights.h5")
+    return model
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line: ``python -m utils.training [names...]`` (default: all models)."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("names", nargs="*", default=list(MODEL_SPECS),
+                        help=f"models to train (default all: {', '.join(MODEL_SPECS)})")
+    args = parser.parse_args(argv)
+    data = load_beats()
+    for name in args.names:
+        print(f"== training {name}", flush=True)
+        cfg = train(name, data=data)
+        test = cfg["test"]
+        summary = {k: test[k] for k in ("accuracy", "macro_f1") if k in test} or test
+        print(f"== {name}: {cfg['epochs_run']} epochs, {cfg['train_seconds']} s, "
+              f"{cfg['beats_per_second']} beats/s, test {summary}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
