@@ -22,7 +22,8 @@ check-python:
 	  echo "ERROR: this course needs Python 3.10, 3.11 or 3.12 (alibi needs numpy<2, so not 3.13)."; \
 	  echo "       Install one of them, or run e.g. 'make PYTHON=/path/to/python3.11 test'."; exit 1; fi
 	@$(PYTHON) -c 'import sys; v=sys.version_info[:2]; ok=(3,10)<=v<=(3,12); \
-	  print("Using Python %d.%d" % v) if ok else sys.exit("ERROR: Python %d.%d is not supported; use 3.10-3.12 (make PYTHON=python3.11 ...)" % v)'
+	  print("Using Python %d.%d" % v) if ok else sys.exit("ERROR: Python %d.%d is not supported; use 3.10-3.12 (make PYTHON=python3.11 ...)" % v)' \
+	  || { echo "ERROR: '$(PYTHON)' is not a working Python 3.10-3.12 interpreter."; exit 1; }
 
 $(STAMP): requirements.txt pyproject.toml
 	@$(MAKE) --no-print-directory check-python
@@ -34,7 +35,7 @@ $(STAMP): requirements.txt pyproject.toml
 
 install: $(STAMP)  ## create .venv with the pinned packages and the utils package
 
-data: $(STAMP)  ## get and verify MIT-BIH (uses $$MITDB_DIR if set, else downloads from PhysioNet)
+data: $(STAMP)  ## get and verify MIT-BIH (uses MITDB_DIR if set, else downloads from PhysioNet)
 	$(PY) -m utils.data
 
 lab: data  ## open the course in JupyterLab

@@ -34,13 +34,13 @@ def test_fcn_rejects_mismatched_blocks():
 
 def test_lstm_hidden_states_per_step():
     model = models.build_lstm(units=8)
-    assert tuple(model.get_layer("lstm").output.shape[1:]) == (config.WINDOW // 2, 8)
+    assert tuple(model.get_layer("lstm").output.shape[1:]) == (config.WINDOW // 4, 8)
 
 
 def test_attention_weights_sum_to_one():
     model = models.build_lstm_attention(units=8, attention_units=4)
     probs, weights = models.attention_model(model).predict(X, verbose=0)
-    assert weights.shape == (4, config.WINDOW // 2)
+    assert weights.shape == (4, config.WINDOW // 4)
     np.testing.assert_allclose(weights.sum(axis=1), 1, atol=1e-5)
     assert (weights >= 0).all()
     np.testing.assert_allclose(probs, model.predict(X, verbose=0), atol=1e-6)

@@ -84,3 +84,29 @@ def test_committed_models_match_code(name):
     assert cfg["spec"] == json.loads(json.dumps(dataclasses.asdict(training.MODEL_SPECS[name])))
     assert cfg["beats"]["window"] == config.WINDOW
     training.load_trained(name)  # raises on any mismatch
+
+
+def test_prior_shift_undoes_subsampling_and_weights():
+    y_full = np.array([0] * 900 + [1] * 100)
+    y_trained = np.array([0] * 100 + [1] * 100)  # N subsampled to balance
+    shift = training.prior_shift(y_full, y_trained, {0: 1.0, 1: 1.0})
+    # log(0.9 / 0.5) and log(0.1 / 0.5) for the present classes, 0 for absent ones
+    np.testing.assert_allclose(shift[:2], np.log([0.9 / 0.5, 0.1 / 0.5]))
+    assert (shift[2:] == 0).all()
+
+
+def test_calibrate_prior_moves_only_the_logit_bias():
+    from utils.models import build_fcn, logits_model
+
+    model = build_fcn(filters=(4, 4, 4))
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, config.WINDOW, 2)).astype(np.float32)
+    before = logits_model(model).predict(X, verbose=0)
+    shift = np.zeros(len(config.CLASSES))
+    shift[0] = 100.0  # a huge push towards class 0 makes every prediction N
+    y = np.zeros(40, dtype=int)
+    lam = training.calibrate_prior(model, X, y, shift)
+    after = logits_model(model).predict(X, verbose=0)
+    assert lam > 0
+    np.testing.assert_allclose(after - before, np.broadcast_to(lam * shift, after.shape),
+                               atol=1e-3)

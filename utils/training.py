@@ -62,6 +62,45 @@ def class_weights(y: np.ndarray, power: float = 0.5) -> dict[int, float]:
     return {int(i): float(w[i]) for i in np.flatnonzero(present)}
 
 
+def prior_shift(y_full: np.ndarray, y_trained: np.ndarray, weights: dict[int, float]
+                ) -> np.ndarray:
+    """Per-class log-ratio between the true class prior and the effective training prior.
+
+    Training on a subsampled, class-weighted set teaches the model the prior
+    ``n_c * w_c`` instead of the true one; adding ``log(pi_true / pi_train)`` to the logits
+    undoes that (Saerens et al. 2002, "Adjusting the outputs of a classifier to new a priori
+    probabilities"). Classes absent from training get 0.
+    """
+    k = len(config.CLASSES)
+    true = np.bincount(y_full, minlength=k).astype(float)
+    eff = np.bincount(y_trained, minlength=k) * np.array([weights.get(i, 0.0) for i in range(k)])
+    shift = np.zeros(k)
+    ok = (true > 0) & (eff > 0)
+    shift[ok] = np.log(true[ok] / true[ok].sum()) - np.log(eff[ok] / eff[ok].sum())
+    return shift
+
+
+def calibrate_prior(model, X_val: np.ndarray, y_val: np.ndarray, shift: np.ndarray,
+                    grid: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)) -> float:
+    """Add ``lam * shift`` to the bias of the ``logits`` layer, ``lam`` chosen on the
+    validation beats (true class mix) by macro-F1, ties to the smaller correction.
+
+    The test beats are never used. Gradients (hence every explanation) are unchanged; only
+    the class scores move by a constant. Returns the chosen ``lam``.
+    """
+    from .evaluation import evaluate_predictions
+    from .models import logits_model
+
+    logits = logits_model(model).predict(X_val, batch_size=1024, verbose=0)
+    scores = [evaluate_predictions(y_val, (logits + lam * shift).argmax(1))["macro_f1"]
+              for lam in grid]
+    lam = grid[int(np.argmax(np.round(scores, 4)))]
+    dense = model.get_layer("logits")
+    kernel, bias = dense.get_weights()
+    dense.set_weights([kernel, bias + lam * shift.astype(bias.dtype)])
+    return float(lam)
+
+
 def pool_beats(X: np.ndarray, pool: int) -> np.ndarray:
     """Average-pool beats (n, window, leads) by ``pool`` along time (autoencoder targets)."""
     n, t, c = X.shape
@@ -161,6 +200,11 @@ def train(name: str, data: BeatData | None = None, verbose: int = 2) -> dict:
                      shuffle=True, verbose=verbose)
     seconds = time.perf_counter() - start
     epochs_run = len(hist.history["loss"])
+    prior = None
+    if not is_ae:
+        shift = prior_shift(data.y[split.train], y_tr, weights)
+        lam = calibrate_prior(model, X_val, y_val, shift)
+        prior = {"lambda": lam, "shift": [round(float(v), 4) for v in shift]}
 
     if is_ae:
         test_idx = split.test[data.y[split.test] == config.CLASSES.index(spec.only_class)]
@@ -184,6 +228,7 @@ def train(name: str, data: BeatData | None = None, verbose: int = 2) -> dict:
         "epochs_run": epochs_run,
         "train_seconds": round(seconds, 1),
         "beats_per_second": round(len(train_idx) * epochs_run / seconds, 1),
+        "prior_correction": prior,
         "test": test_metrics,
         "environment": {"tensorflow": tf.__version__, "keras": keras.__version__,
                         "python": platform.python_version(), "machine": platform.machine(),
