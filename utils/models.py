@@ -134,7 +134,7 @@ def build_attention_autoencoder(units: int = 32, pool: int = 4,
                                 input_shape: tuple[int, int] = INPUT_SHAPE) -> keras.Model:
     """Recurrent seq2seq autoencoder with dot-product (Luong) attention.
 
-    The beat is average-pooled by ``pool`` (64 steps at 90 Hz). An LSTM encoder reads it; an
+    The beat is average-pooled by ``pool`` (64 steps at 45 Hz). An LSTM encoder reads it; an
     LSTM decoder, started from the encoder's final state and fed only its own position
     (a learned constant per step, so it cannot copy the input), queries the encoder states with
     ``keras.layers.Attention``. Output: the pooled beat. The alignment matrix (decoder step x
