@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from utils import config
-from utils.gradcam import (feature_maps_and_gradients, format_targets, grad_cam,
+from utils.data import format_targets
+from utils.gradcam import (feature_maps_and_gradients, grad_cam,
                            lstm_grad_cam, upsample_to)
 
 

@@ -16,25 +16,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from .data import format_targets
+
 FEATURE_LAYER = "conv_last"
 LOGITS_LAYER = "logits"
-
-
-def _targets(targets: int | np.ndarray, n: int, n_classes: int) -> np.ndarray:
-    """Broadcast ``targets`` (an int or one int per beat) to an (n,) int array, validated."""
-    t = np.asarray(targets)
-    if t.ndim == 0:
-        t = np.full(n, int(t))
-    if t.ndim != 1 or len(t) != n:
-        raise ValueError(f"targets must be an int or an array of {n} class indices, "
-                         f"got shape {np.shape(targets)}")
-    if not np.issubdtype(t.dtype, np.integer):
-        if not np.all(np.equal(np.mod(t, 1), 0)):
-            raise ValueError("targets must be integer class indices")
-        t = t.astype(int)
-    if np.any((t < 0) | (t >= n_classes)):
-        raise ValueError(f"targets must be class indices in [0, {n_classes}), got {t.min()}..{t.max()}")
-    return t.astype(int)
 
 
 def _check_gap_model(model) -> None:
@@ -71,7 +56,7 @@ def class_activation_map(model, X: np.ndarray, targets: int | np.ndarray) -> np.
     """
     maps = feature_maps(model, X)
     n_classes = model.get_layer(LOGITS_LAYER).get_weights()[0].shape[1]
-    t = _targets(targets, len(maps), n_classes)
+    t = format_targets(targets, len(maps), n_classes)
     cam = _cam_from_maps(model, maps, t)
     if cam.shape[1] != model.input_shape[1]:
         raise ValueError(f"feature maps have {cam.shape[1]} steps, the input "
@@ -92,7 +77,7 @@ def cam_score_decomposition(model, X: np.ndarray, targets: int | np.ndarray
     X = validate_beats(X, window=model.input_shape[1], leads=model.input_shape[2])
     cam = class_activation_map(model, X, targets)
     n_classes = model.get_layer(LOGITS_LAYER).get_weights()[0].shape[1]
-    t = _targets(targets, len(X), n_classes)
+    t = format_targets(targets, len(X), n_classes)
     bias = model.get_layer(LOGITS_LAYER).get_weights()[1]
     logit_model = keras.Model(model.inputs, model.get_layer(LOGITS_LAYER).output)
     logits = np.asarray(logit_model.predict(X, batch_size=512, verbose=0), dtype=np.float64)

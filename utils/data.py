@@ -519,6 +519,27 @@ def validate_beats(X: np.ndarray, window: int = config.WINDOW, leads: int = 2) -
     return X
 
 
+def format_targets(targets, n: int, n_classes: int = len(config.CLASSES)) -> np.ndarray:
+    """Explanation targets as an int array of length ``n``: an ``int`` is repeated, an array
+    is checked. Shared by every explainer (CAM, Grad-CAM, IG, LIME/SHAP, relevance).
+
+    Raises ``ValueError`` for a wrong length, non-integers or classes outside ``[0, n_classes)``.
+    """
+    arr = np.asarray(targets)
+    if arr.ndim == 0:
+        arr = np.full(n, int(arr))
+    if arr.ndim != 1 or len(arr) != n:
+        raise ValueError(f"targets must be an int or an array of {n} class indices, "
+                         f"got shape {np.shape(targets)}")
+    if not np.issubdtype(arr.dtype, np.integer):
+        if not np.all(np.equal(np.mod(arr, 1), 0)):
+            raise ValueError("targets must be integer class indices")
+    arr = arr.astype(np.int64)
+    if arr.size and (arr.min() < 0 or arr.max() >= n_classes):
+        raise ValueError(f"targets must lie in [0, {n_classes}); got {arr.min()}..{arr.max()}")
+    return arr
+
+
 def class_index(symbol: str) -> int:
     """Index of a class symbol in ``config.CLASSES`` (clear error for unknown symbols)."""
     try:

@@ -22,30 +22,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from .data import validate_beats  # noqa: E402
+from .data import format_targets, validate_beats  # noqa: E402
 
 #: Name of the layer whose output is the class score (logit) in every course classifier.
 SCORE_LAYER = "logits"
-
-
-def format_targets(targets, n: int, n_classes: int) -> np.ndarray:
-    """Targets as an int array of length ``n``: an ``int`` is repeated, an array is checked.
-
-    Raises ``ValueError`` for a wrong length, non-integers or classes outside ``[0, n_classes)``.
-    """
-    arr = np.asarray(targets)
-    if arr.ndim == 0:
-        arr = np.full(n, int(arr))
-    if arr.ndim != 1 or len(arr) != n:
-        raise ValueError(f"targets must be an int or an array of {n} class indices, "
-                         f"got shape {np.shape(targets)}")
-    if not np.issubdtype(arr.dtype, np.integer):
-        if not np.all(np.equal(np.mod(arr, 1), 0)):
-            raise ValueError("targets must be integer class indices")
-    arr = arr.astype(np.int64)
-    if arr.size and (arr.min() < 0 or arr.max() >= n_classes):
-        raise ValueError(f"targets must lie in [0, {n_classes}); got {arr.min()}..{arr.max()}")
-    return arr
 
 
 def _layer_and_score_model(model, layer: str):

@@ -24,7 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from .data import validate_beats  # noqa: E402
-from .gradcam import format_targets  # noqa: E402
+from .data import format_targets  # noqa: E402
 
 OUTPUTS = ("logits", "probs")
 BASELINES = ("zero", "median", "blur", "mean")

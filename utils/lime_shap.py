@@ -31,6 +31,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from . import config
+from .data import format_targets
 from .segments import apply_mask, segment_mask
 
 REPLACEMENTS: tuple[str, ...] = ("zero", "mean", "noise")
@@ -131,17 +132,6 @@ class SegmentModel:
         return out if self.target is None else out[:, self.target]
 
 
-def _targets(targets: int | np.ndarray, n: int) -> np.ndarray:
-    t = np.asarray(targets)
-    if t.ndim == 0:
-        t = np.full(n, int(t))
-    if t.shape != (n,):
-        raise ValueError(f"targets must be an int or {n} class indices, got shape {t.shape}")
-    if np.any((t < 0) | (t >= len(config.CLASSES))):
-        raise ValueError(f"targets must be in [0, {len(config.CLASSES)})")
-    return t.astype(int)
-
-
 def _beats(X: np.ndarray) -> np.ndarray:
     from .data import validate_beats
 
@@ -214,7 +204,7 @@ def lime_segments(model, X: np.ndarray, targets: int | np.ndarray, replacement: 
 
     X = _beats(X)
     n, window, leads = X.shape
-    t = _targets(targets, n)
+    t = format_targets(targets, n)
     M = n_segments * leads
     Z = lime_perturbations(M, n_samples, seed)
     distances = pairwise_distances(Z, Z[:1], metric="cosine").ravel()
@@ -270,7 +260,7 @@ def kernel_shap_segments(model, X: np.ndarray, targets: int | np.ndarray,
 
     X = _beats(X)
     n, window, leads = X.shape
-    t = _targets(targets, n)
+    t = format_targets(targets, n)
     M = n_segments * leads
     repl = _replacements(replacement, X, mean_beat, noise_scale, seed)
     predict = _predictor(model, output)
@@ -306,7 +296,7 @@ def gradient_shap(model, X: np.ndarray, targets: int | np.ndarray, background: n
 
     X = _beats(X)
     background = _beats(background)
-    t = _targets(targets, len(X))
+    t = format_targets(targets, len(X))
     if output not in OUTPUTS:
         raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
     head = model.output if output == "probs" else model.get_layer("logits").output

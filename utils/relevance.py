@@ -121,7 +121,7 @@ def relevance_vs_probability(relevance: np.ndarray, probs: np.ndarray, targets,
     probability of that class, the predicted class and whether the prediction is correct."""
     import pandas as pd
 
-    from .gradcam import format_targets
+    from .data import format_targets
 
     r = _as_3d(relevance)
     probs = np.asarray(probs, dtype=np.float64)
