@@ -23,6 +23,12 @@ def beat_time(window: int = config.WINDOW, fs: int = config.BEAT_FS,
     return (np.arange(window) - r_offset) / fs
 
 
+def _lead_label(ax, t: np.ndarray, y: np.ndarray, name: str) -> None:
+    """Name a stacked lead inside the axes, just above the start of its trace."""
+    ax.text(t[0] + 0.01, float(np.max(y[: len(y) // 8])), name, ha="left", va="bottom",
+            fontsize=8, color="0.3")
+
+
 def _axes(ax=None, figsize=(9, 3)):
     if ax is None:
         _, ax = plt.subplots(figsize=figsize)
@@ -40,9 +46,9 @@ def plot_beat(beat: np.ndarray, ax=None, title: str | None = None, unit: str = "
     t = beat_time(len(beat))
     offset = offset if offset is not None else 1.2 * float(np.ptp(beat))
     for i, lead in enumerate(leads):
-        ax.plot(t, beat[:, lead] - i * offset, color="k", lw=1.2, label=lead_names[lead])
-        ax.text(t[0], beat[0, lead] - i * offset, lead_names[lead] + "  ", ha="right",
-                va="center", fontsize=8)
+        y = beat[:, lead] - i * offset
+        ax.plot(t, y, color="k", lw=1.2, label=lead_names[lead])
+        _lead_label(ax, t, y, lead_names[lead])
     ax.axvline(0, color="grey", ls=":", lw=0.8)
     ax.set_xlabel("time from R peak (s)")
     ax.set_ylabel(unit)
@@ -79,7 +85,7 @@ def plot_relevance(beat: np.ndarray, relevance: np.ndarray, ax=None, title: str 
         lc.set_array((relevance[:-1, lead] + relevance[1:, lead]) / 2)
         ax.add_collection(lc)
         ax.plot(t, y, color="k", lw=0.4, alpha=0.6)
-        ax.text(t[0], y[0], LEAD_NAMES[lead] + "  ", ha="right", va="center", fontsize=8)
+        _lead_label(ax, t, y, LEAD_NAMES[lead])
     ax.set_xlim(t[0], t[-1])
     ax.axvline(0, color="grey", ls=":", lw=0.8)
     ax.set_xlabel("time from R peak (s)")
