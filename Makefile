@@ -12,7 +12,7 @@ PYTEST_NB := --nbval --nbval-current-env --nbval-cell-timeout=900 \
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 export PYTHONHASHSEED ?= 0
 
-.PHONY: help install data lab test unit notebooks models clean check-python
+.PHONY: help install data lab test unit notebooks models student grade bench clean check-python
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -41,8 +41,8 @@ data: $(STAMP)  ## get and verify MIT-BIH (uses MITDB_DIR if set, else downloads
 lab: data  ## open the course in JupyterLab
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
 
-unit: data  ## unit tests only
-	$(PY) -m pytest tests -q
+unit: data  ## unit tests only (skips the slow autograding of the real notebooks)
+	GRADING_SKIP_AUTOGRADE=1 $(PY) -m pytest tests -q
 
 test: data  ## unit tests + every notebook re-executed and compared with pytest --nbval
 	$(PY) -m pytest tests $(NOTEBOOKS) $(PYTEST_NB) -q -ra
@@ -53,6 +53,15 @@ notebooks: data  ## re-execute the notebooks in place (refresh the committed out
 models: data  ## train every course model and save it under data/models/ (about 1 h on 2 cores)
 	$(PY) -m utils.training
 
+SUBMISSIONS ?= submissions
+JOBS ?= 1
+
+student: $(STAMP)  ## learner notebooks without solutions (nbgrader) -> build/student/
+	$(PY) -m utils.grading student
+
+grade: data  ## autograde SUBMISSIONS=submissions/<learner>/<nb>.ipynb -> build/grades.csv
+	$(PY) -m utils.grading grade $(SUBMISSIONS) --jobs $(JOBS)
+
 clean:  ## remove the virtual environment, caches and the downloaded database copy
-	rm -rf $(VENV) data/cache data/mitdb data/mitdb.partial .pytest_cache .hypothesis
+	rm -rf $(VENV) build data/cache data/mitdb data/mitdb.partial .pytest_cache .hypothesis
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

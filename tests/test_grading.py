@@ -1,0 +1,425 @@
+"""Tests of the nbgrader workflow (utils/grading.py): learner versions and autograding.
+
+Three layers, cheapest first:
+
+* pure helpers (marker parsing, checks, submission discovery, tables): no nbgrader run;
+* the whole workflow on a small synthetic notebook made with nbformat here (same structure as
+  the weekly notebooks): learner version without solutions, full marks for the solutions,
+  zero for the unchanged learner version, an exercise that raises costs only that exercise,
+  a broken file and a missing notebook do not stop the grading of the others;
+* the real weekly notebooks: the structure checks and the learner versions (cheap), then ONE
+  autograde run over two learners (``full`` submits the source notebooks, ``empty`` the
+  unchanged learner versions), shared by the tests through a module-scoped fixture because each
+  notebook takes minutes to execute; two notebooks run at a time (``GRADING_JOBS``, default 2).
+  Set ``GRADING_SKIP_AUTOGRADE=1`` to skip that run locally.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from utils import grading
+
+SYNTH = "00_synthetic.ipynb"
+REAL_NOTEBOOKS = grading.course_notebooks()
+#: Notebooks autograded at the same time in the real-notebook run.
+REAL_JOBS = int(os.environ.get("GRADING_JOBS", "2"))
+
+
+# --------------------------------------------------------------------------- notebook builders
+def solution_cell(grade_id: str, source: str):
+    return new_code_cell(source, metadata={"nbgrader": {
+        "grade": False, "solution": True, "locked": False, "grade_id": grade_id,
+        "schema_version": 3}})
+
+
+def checked_cell(grade_id: str, source: str, points: float):
+    return new_code_cell(source, metadata={"nbgrader": {
+        "grade": True, "solution": False, "locked": True, "grade_id": grade_id,
+        "points": points, "schema_version": 3}})
+
+
+
+
+def synthetic_notebook(ex2_solution: str = "answer = 'B'"):
+    """A small weekly-notebook look-alike: setup, 3 exercises (2 code, 1 letter), a later cell."""
+    return new_notebook(cells=[
+        new_markdown_cell("# Synthetic week\nThree graded exercises."),
+        new_code_cell("import numpy as np\nsignal = np.arange(10.0)"),
+        new_markdown_cell("**Exercise 1** (2 points): the mean of `signal` as `signal_mean`."),
+        solution_cell("w0_ex1", "### BEGIN SOLUTION\nsignal_mean = float(np.mean(signal))\n"
+                                "### END SOLUTION"),
+        checked_cell("w0_ex1_test", "assert abs(signal_mean - signal.sum() / signal.size) < 1e-9, "
+                                 "'signal_mean is not the mean'", 2),
+        new_markdown_cell("**Exercise 2** (1 point): which letter? Set `answer`."),
+        solution_cell("w0_ex2", f"answer = None\n### BEGIN SOLUTION\n{ex2_solution}\n"
+                                "### END SOLUTION"),
+        checked_cell("w0_ex2_test", "assert answer in ('A', 'B', 'C'), 'answer A, B or C'\n"
+                                    "### BEGIN HIDDEN TESTS\n"
+                                    "assert answer == 'B', 'look again at the figure'\n"
+                                    "### END HIDDEN TESTS", 1),
+        new_markdown_cell("**Exercise 3** (3 points): the energy of `signal` as `energy`."),
+        solution_cell("w0_ex3", "### BEGIN SOLUTION\nenergy = float((signal ** 2).sum())\n"
+                                "### END SOLUTION"),
+        checked_cell("w0_ex3_test", "assert energy == float(np.dot(signal, signal))", 3),
+        new_code_cell("print('later cells do not use the exercise results')"),
+    ], metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                "language": "python"}})
+
+
+def write(nb, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+    return path
+
+
+# --------------------------------------------------------------------------- pure helpers
+def test_solution_blocks_extracts_text_between_markers():
+    blocks = grading.solution_blocks(synthetic_notebook())
+    assert blocks == ["signal_mean = float(np.mean(signal))", "answer = 'B'",
+                      "energy = float((signal ** 2).sum())"]
+
+
+@pytest.mark.parametrize("source", [
+    "### BEGIN SOLUTION\nx = 1",
+    "x = 1\n### END SOLUTION",
+    "### BEGIN SOLUTION\n### BEGIN SOLUTION\nx = 1\n### END SOLUTION",
+])
+def test_solution_blocks_rejects_unbalanced_markers(source):
+    nb = new_notebook(cells=[solution_cell("w0_ex1", source)])
+    with pytest.raises(ValueError, match="SOLUTION"):
+        grading.solution_blocks(nb)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.text(alphabet="abc =+1()", min_size=1, max_size=12), min_size=1,
+                max_size=6))
+def test_solution_blocks_roundtrip(lines):
+    lines = [line for line in lines if line.strip() not in
+             (grading.BEGIN_SOLUTION, grading.END_SOLUTION)]
+    body = "\n".join(lines)
+    nb = new_notebook(cells=[solution_cell(
+        "w0_ex1", f"{grading.BEGIN_SOLUTION}\n{body}\n{grading.END_SOLUTION}")])
+    assert grading.solution_blocks(nb) == ["\n".join(body.splitlines())]
+
+
+def test_secret_lines_ignore_lines_found_outside_solutions():
+    nb = synthetic_notebook()
+    nb.cells.append(new_code_cell("answer = 'B'  # repeated outside a solution"))
+    nb.cells.append(new_code_cell("energy = float((signal ** 2).sum())"))
+    assert grading.secret_lines(nb) == {"signal_mean = float(np.mean(signal))",
+                                        "answer = 'B'",
+                                        "assert answer == 'B', 'look again at the figure'"}
+
+
+def test_hidden_test_blocks():
+    assert grading.hidden_test_blocks(synthetic_notebook()) == [
+        "assert answer == 'B', 'look again at the figure'"]
+
+
+def test_leaked_lines_finds_solutions_in_sources_and_outputs():
+    source = synthetic_notebook()
+    assert len(grading.leaked_lines(source, source)) == 4
+    stripped = synthetic_notebook()
+    for cell in stripped.cells:
+        if grading.BEGIN_SOLUTION in cell.source or grading.BEGIN_HIDDEN in cell.source:
+            cell.source = "raise NotImplementedError()"
+    assert grading.leaked_lines(source, stripped) == []
+    stripped.cells[-1].outputs = [nbformat.v4.new_output(
+        "stream", name="stdout", text="signal_mean = float(np.mean(signal))\n")]
+    assert grading.leaked_lines(source, stripped) == ["signal_mean = float(np.mean(signal))"]
+
+
+def test_graded_cells_lists_test_cells_with_points():
+    cells = grading.graded_cells(synthetic_notebook())
+    assert [(c.grade_id, c.points) for c in cells] == [
+        ("w0_ex1_test", 2.0), ("w0_ex2_test", 1.0), ("w0_ex3_test", 3.0)]
+
+
+def test_check_source_notebook_accepts_synthetic(tmp_path):
+    path = write(synthetic_notebook(), tmp_path / SYNTH)
+    assert len(grading.check_source_notebook(path)) == 3
+
+
+def test_check_source_notebook_reports_problems(tmp_path):
+    nb = synthetic_notebook()
+    nb.cells[4].metadata["nbgrader"]["grade_id"] = "w0_ex1"  # duplicate of the solution id
+    nb.cells[6].source = "answer = 'B'"  # solution cell without markers
+    del nb.cells[9:11]  # only two exercises left
+    path = write(nb, tmp_path / SYNTH)
+    with pytest.raises(ValueError) as err:
+        grading.check_source_notebook(path)
+    message = str(err.value)
+    assert "duplicate grade_id" in message and "w0_ex1" in message
+    assert "solution cell without" in message
+    assert "need at least 3" in message
+
+
+def test_check_source_notebook_missing_file(tmp_path):
+    with pytest.raises(ValueError, match="not found"):
+        grading.check_source_notebook(tmp_path / "nope.ipynb")
+
+
+@pytest.mark.parametrize("name,expected", [("w1_ex2_test", "w1_ex2"), ("w1_ex2", "w1_ex2"),
+                                           ("test_w1", "test_w1")])
+def test_exercise_name(name, expected):
+    assert grading.exercise_name(name) == expected
+
+
+def test_assignment_id():
+    assert grading.assignment_id(Path("notebooks/01_intro.ipynb")) == "01_intro"
+    with pytest.raises(ValueError, match="ipynb"):
+        grading.assignment_id(Path("notebooks/01_intro.py"))
+
+
+def test_nbgrader_config_rejects_bad_timeout(tmp_path):
+    assert grading.nbgrader_config(tmp_path, 60).Execute.timeout == 60
+    with pytest.raises(ValueError, match="timeout"):
+        grading.nbgrader_config(tmp_path, 0)
+
+
+def test_find_submissions_layouts(tmp_path, caplog):
+    (tmp_path / "ana").mkdir()
+    (tmp_path / "ana" / SYNTH).write_text("{}")
+    (tmp_path / "ana" / "notes.ipynb").write_text("{}")  # not a course notebook
+    (tmp_path / "ben" / "00_synthetic").mkdir(parents=True)  # nbgrader's own layout
+    (tmp_path / "ben" / "00_synthetic" / SYNTH).write_text("{}")
+    (tmp_path / "cleo").mkdir()  # submitted nothing
+    (tmp_path / ".hidden").mkdir()
+    found = grading.find_submissions(tmp_path, [SYNTH])
+    assert sorted(found) == ["ana", "ben", "cleo"]
+    assert list(found["ana"]) == [SYNTH] and list(found["ben"]) == [SYNTH]
+    assert found["cleo"] == {}
+    assert "notes.ipynb" in caplog.text
+
+
+def test_find_submissions_errors(tmp_path):
+    with pytest.raises(ValueError, match="not found"):
+        grading.find_submissions(tmp_path / "missing", [SYNTH])
+    with pytest.raises(ValueError, match="no learner folders"):
+        grading.find_submissions(tmp_path, [SYNTH])
+
+
+def test_wide_table_sums_per_learner():
+    long = pd.DataFrame({
+        "learner": ["a", "a", "b", "b"], "assignment": ["01"] * 4,
+        "exercise": ["w1_ex1", "w1_ex2"] * 2, "score": [1.0, 2.0, 0.0, 2.0],
+        "max_score": [1.0, 2.0, 1.0, 2.0]})
+    wide = grading.wide_table(long).set_index("learner")
+    assert list(wide.columns) == ["01/w1_ex1", "01/w1_ex2", "total", "max"]
+    assert wide.loc["a", "total"] == 3.0 and wide.loc["b", "total"] == 2.0
+    assert wide.loc["b", "01/w1_ex1"] == 0.0 and wide.loc["a", "max"] == 3.0
+
+
+def test_summary_table_per_notebook():
+    long = pd.DataFrame({
+        "learner": ["a", "a", "a", "b"], "assignment": ["01", "01", "02", "02"],
+        "score": [1.0, 2.0, 0.5, 1.0], "max_score": [1.0, 2.0, 1.0, 1.0]})
+    summary = grading.summary_table(long).set_index("learner")
+    assert list(summary.columns) == ["01", "02", "total", "max"]
+    assert summary.loc["a"].tolist() == [3.0, 0.5, 3.5, 4.0]
+    assert summary.loc["b"].tolist() == [0.0, 1.0, 1.0, 1.0]
+
+
+# --------------------------------------------------------------------------- synthetic workflow
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    """Build the course from the synthetic notebook and grade five learners once."""
+    root = tmp_path_factory.mktemp("grading")
+    source = write(synthetic_notebook(), root / "notebooks" / SYNTH)
+    # `make student` = `python -m utils.grading student`
+    grading.main(["student", "--notebooks", str(source), "--course-dir", str(root / "course"),
+                  "--out", str(root / "student")])
+    learner_version = root / "course" / "release" / "00_synthetic" / SYNTH
+    subs = root / "submissions"
+    write(synthetic_notebook(), subs / "full" / SYNTH)
+    write(nbformat.read(learner_version, as_version=4), subs / "empty" / SYNTH)
+    write(synthetic_notebook(ex2_solution="raise ValueError('learner bug')"),
+          subs / "raises" / SYNTH)
+    (subs / "broken").mkdir()
+    (subs / "broken" / SYNTH).write_text("{ this is not a notebook")
+    (subs / "absent").mkdir()
+    scores = grading.grade(subs, [source], course_dir=root / "course",
+                           csv_path=root / "out" / "grades.csv", timeout=60, jobs=2)
+    return {"root": root, "source": source, "released": learner_version, "scores": scores}
+
+
+def _scores(scores: pd.DataFrame, learner: str) -> dict[str, float]:
+    rows = scores[scores["learner"] == learner]
+    return dict(zip(rows["exercise"], rows["score"]))
+
+
+def test_learner_version_has_no_solution(synthetic):
+    released = nbformat.read(synthetic["released"], as_version=4)
+    assert len(grading.secret_lines(synthetic["source"])) == 4
+    leaked = grading.leaked_lines(synthetic["source"], released)
+    assert not leaked, f"solution code in the learner version: {leaked}"
+    assert "HIDDEN" not in grading.notebook_text(released)
+    assert (synthetic["root"] / "student" / SYNTH).read_bytes() == \
+        synthetic["released"].read_bytes()
+
+
+def test_learner_version_keeps_tests_and_stubs(synthetic):
+    source = nbformat.read(synthetic["source"], as_version=4)
+    released = nbformat.read(synthetic["released"], as_version=4)
+    tests_source = [c.source.split("\n### BEGIN HIDDEN")[0] for c in source.cells
+                    if c.metadata.get("nbgrader", {}).get("grade")]
+    tests_released = [c.source.rstrip() for c in released.cells
+                      if c.metadata.get("nbgrader", {}).get("grade")]
+    assert tests_released == tests_source
+    stubs = [c.source for c in released.cells
+             if c.metadata.get("nbgrader", {}).get("solution")]
+    assert len(stubs) == 3 and all("raise NotImplementedError()" in s for s in stubs)
+    assert all(not c.get("outputs") for c in released.cells if c.cell_type == "code")
+
+
+def test_solutions_get_full_marks(synthetic):
+    assert _scores(synthetic["scores"], "full") == {"w0_ex1": 2.0, "w0_ex2": 1.0, "w0_ex3": 3.0}
+
+
+def test_unchanged_learner_version_gets_zero(synthetic):
+    assert _scores(synthetic["scores"], "empty") == {"w0_ex1": 0.0, "w0_ex2": 0.0, "w0_ex3": 0.0}
+
+
+def test_exercise_that_raises_costs_only_that_exercise(synthetic):
+    assert _scores(synthetic["scores"], "raises") == {"w0_ex1": 2.0, "w0_ex2": 0.0,
+                                                      "w0_ex3": 3.0}
+    feedback = synthetic["root"] / "course" / "feedback" / "raises" / "00_synthetic"
+    assert "learner bug" in (feedback / "00_synthetic.html").read_text()
+
+
+def test_errors_only_in_the_failing_exercise(synthetic):
+    graded = synthetic["root"] / "course" / "autograded"
+    path = Path("00_synthetic") / SYNTH
+    assert grading.error_cells(graded / "full" / path) == []
+    assert [(gid, ename) for _, gid, ename in grading.error_cells(graded / "raises" / path)] \
+        == [("w0_ex2", "ValueError"), ("w0_ex2_test", "AssertionError")]
+    empty = grading.error_cells(graded / "empty" / path)
+    assert [gid for _, gid, _ in empty] == ["w0_ex1", "w0_ex1_test", "w0_ex2", "w0_ex2_test",
+                                            "w0_ex3", "w0_ex3_test"]
+
+
+def test_broken_and_missing_submissions_are_reported(synthetic):
+    scores = synthetic["scores"]
+    broken = scores[scores["learner"] == "broken"]
+    assert (broken["score"] == 0).all() and broken["status"].str.startswith("failed").all()
+    absent = scores[scores["learner"] == "absent"]
+    assert (absent["score"] == 0).all() and (absent["status"] == "missing").all()
+    assert len(absent) == 3
+
+
+def test_csv_files(synthetic):
+    out = synthetic["root"] / "out"
+    long = pd.read_csv(out / "grades.csv")
+    assert list(long.columns) == ["learner", "assignment", "notebook", "exercise", "test_cell",
+                                  "score", "max_score", "status"]
+    assert len(long) == 5 * 3
+    wide = pd.read_csv(out / "grades_by_learner.csv").set_index("learner")
+    assert wide["total"].to_dict() == {"absent": 0.0, "broken": 0.0, "empty": 0.0,
+                                       "full": 6.0, "raises": 5.0}
+    assert (wide["max"] == 6.0).all()
+
+
+def test_autograde_needs_a_course(tmp_path):
+    with pytest.raises(ValueError, match="make student"):
+        grading.autograde({"a": {}}, course_dir=tmp_path)
+    with pytest.raises(ValueError, match="jobs"):
+        grading.autograde({"a": {}}, course_dir=tmp_path, jobs=0)
+
+
+def test_cli_reports_bad_submissions_folder(tmp_path):
+    source = write(synthetic_notebook(), tmp_path / SYNTH)
+    with pytest.raises(SystemExit, match="submissions folder not found"):
+        grading.main(["grade", str(tmp_path / "nope"), "--notebooks", str(source),
+                      "--course-dir", str(tmp_path / "course")])
+
+
+# --------------------------------------------------------------------------- real notebooks
+needs_notebooks = pytest.mark.skipif(not REAL_NOTEBOOKS, reason="no notebooks/[0-9]*.ipynb yet")
+
+
+@pytest.fixture(scope="module")
+def real_course(tmp_path_factory):
+    """Learner versions of the weekly notebooks (cheap: nothing is executed)."""
+    root = tmp_path_factory.mktemp("real")
+    released = grading.build_course(REAL_NOTEBOOKS, course_dir=root / "course",
+                                    student_dir=root / "student")
+    return {"root": root, "released": released}
+
+
+@needs_notebooks
+@pytest.mark.parametrize("notebook", REAL_NOTEBOOKS, ids=[p.stem for p in REAL_NOTEBOOKS])
+def test_real_notebook_has_three_graded_exercises(notebook):
+    assert len(grading.check_source_notebook(notebook, min_exercises=3)) >= 3
+
+
+@needs_notebooks
+@pytest.mark.parametrize("notebook", REAL_NOTEBOOKS, ids=[p.stem for p in REAL_NOTEBOOKS])
+def test_real_learner_version_has_no_solution(real_course, notebook):
+    released = nbformat.read(real_course["released"][notebook.stem], as_version=4)
+    assert grading.secret_lines(notebook), f"{notebook.name}: no solution code found"
+    leaked = grading.leaked_lines(notebook, released)
+    assert not leaked, f"{notebook.name}: solution code in the learner version: {leaked}"
+    stubs = [c for c in released.cells if c.metadata.get("nbgrader", {}).get("solution")
+             and c.cell_type == "code"]
+    assert stubs and all("NotImplementedError" in c.source for c in stubs)
+
+
+@needs_notebooks
+@pytest.fixture(scope="module")
+def real_grades(real_course, mitdb_dir):
+    """ONE autograde run of the weekly notebooks: learner ``full`` submits the source notebooks,
+    learner ``empty`` the unchanged learner versions (each notebook executes for minutes).
+    Needs the MIT-BIH database (``mitdb_dir`` skips without it, fails on CI)."""
+    if os.environ.get("GRADING_SKIP_AUTOGRADE") == "1":
+        pytest.skip("GRADING_SKIP_AUTOGRADE=1")
+    root = real_course["root"]
+    subs = root / "submissions"
+    for notebook in REAL_NOTEBOOKS:
+        write(nbformat.read(notebook, as_version=4), subs / "full" / notebook.name)
+        released = real_course["released"][notebook.stem]
+        write(nbformat.read(released, as_version=4), subs / "empty" / notebook.name)
+    scores = grading.grade(subs, REAL_NOTEBOOKS, course_dir=root / "graded",
+                           csv_path=root / "grades.csv", feedback=False, jobs=REAL_JOBS)
+    errors = {(learner, nb.name): grading.error_cells(
+        root / "graded" / "autograded" / learner / nb.stem / nb.name)
+        for learner in ("full", "empty") for nb in REAL_NOTEBOOKS}
+    return {"scores": scores, "errors": errors}
+
+
+@needs_notebooks
+def test_real_solutions_get_full_marks(real_grades):
+    scores = real_grades["scores"]
+    full = scores[scores["learner"] == "full"]
+    assert (full["status"] == "graded").all(), full["status"].unique()
+    short = full[full["score"] < full["max_score"]]
+    assert short.empty, f"solutions without full marks:\n{short.to_string()}"
+    assert len(full) >= 3 * len(REAL_NOTEBOOKS)
+
+
+@needs_notebooks
+def test_real_unchanged_learner_version_gets_zero(real_grades):
+    scores = real_grades["scores"]
+    empty = scores[scores["learner"] == "empty"]
+    assert (empty["status"] == "graded").all(), empty["status"].unique()
+    scored = empty[empty["score"] > 0]
+    assert scored.empty, f"unchanged learner version scores points:\n{scored.to_string()}"
+    assert len(empty) >= 3 * len(REAL_NOTEBOOKS)
+
+
+@needs_notebooks
+def test_real_learner_version_runs_through(real_grades):
+    """Only exercise cells fail in the unchanged learner version; the solutions raise nothing."""
+    for (learner, name), errors in real_grades["errors"].items():
+        if learner == "full":
+            assert errors == [], f"{name} with its solutions raises: {errors}"
+        else:
+            others = [e for e in errors if e[1] is None]
+            assert others == [], f"{name}: cells outside the exercises fail: {others}"

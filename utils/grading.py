@@ -1,0 +1,644 @@
+"""Graded exercises with nbgrader: learner versions, autograding and the score table.
+
+The weekly notebooks in ``notebooks/`` are the nbgrader *source* versions: every exercise is a
+solution cell (code between ``### BEGIN SOLUTION`` and ``### END SOLUTION``) followed by a locked
+test cell worth some points. This module wraps nbgrader (we do not write a grader of our own)
+into the two instructor commands of the Makefile:
+
+``python -m utils.grading student`` (``make student``)
+    builds the nbgrader course folder ``build/nbgrader/`` (git-ignored) with one assignment per
+    notebook and runs ``nbgrader generate_assignment``: the learner versions, with the solutions
+    replaced by ``raise NotImplementedError()``, hidden tests and outputs removed and the test
+    cells kept and locked, are written to ``build/student/`` (and ``build/nbgrader/release/``).
+
+``python -m utils.grading grade [SUBMISSIONS]`` (``make grade``)
+    copies the submitted notebooks ``SUBMISSIONS/<learner>/<notebook>.ipynb`` into the course
+    folder, runs ``nbgrader autograde`` for every learner and notebook (an exercise whose code
+    raises scores zero, the others are still graded), writes one HTML feedback file per learner
+    and notebook, and exports the gradebook as ``build/grades.csv`` (one row per learner and
+    exercise) and ``build/grades_by_learner.csv`` (one row per learner, one column per exercise).
+
+Only the nbgrader Python API is used (``nbgrader.apps.NbGraderAPI`` and ``nbgrader.api.Gradebook``);
+the course folder also gets an ``nbgrader_config.py`` so that ``nbgrader`` commands run from
+``build/nbgrader/`` (e.g. ``nbgrader export``) see the same course.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import shutil
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import nbformat
+
+from .config import ROOT
+
+#: Git-ignored folder for everything the grading workflow generates.
+BUILD_DIR: Path = ROOT / "build"
+#: The nbgrader course folder (source/, release/, submitted/, autograded/, feedback/, gradebook.db).
+COURSE_DIR: Path = BUILD_DIR / "nbgrader"
+#: Where ``make student`` puts the learner notebooks, flat, ready to hand out.
+STUDENT_DIR: Path = BUILD_DIR / "student"
+#: Default folder of submissions: ``submissions/<learner>/<notebook>.ipynb``.
+SUBMISSIONS_DIR: Path = ROOT / "submissions"
+#: Default score table (one row per learner and exercise).
+GRADES_CSV: Path = BUILD_DIR / "grades.csv"
+#: Source notebooks of the course (the weekly notebooks, solutions in).
+NOTEBOOK_GLOB: str = "notebooks/[0-9]*.ipynb"
+#: Seconds a single cell may run while autograding (nbgrader's own default is 30 s).
+CELL_TIMEOUT: int = 900
+
+BEGIN_SOLUTION = "### BEGIN SOLUTION"
+END_SOLUTION = "### END SOLUTION"
+BEGIN_HIDDEN = "### BEGIN HIDDEN TESTS"
+END_HIDDEN = "### END HIDDEN TESTS"
+
+log = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------- notebook checks
+@dataclass(frozen=True)
+class GradedCell:
+    """One autograded test cell of a source notebook."""
+
+    grade_id: str
+    points: float
+
+
+def _read(path: Path):
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"notebook not found: {path}")
+    return nbformat.read(path, as_version=4)
+
+
+def _nbgrader_meta(cell) -> dict:
+    return cell.get("metadata", {}).get("nbgrader", {}) or {}
+
+
+def _as_notebook(nb):
+    return _read(Path(nb)) if isinstance(nb, (str, Path)) else nb
+
+
+def marked_blocks(nb, begin: str = BEGIN_SOLUTION, end: str = END_SOLUTION) -> list[str]:
+    """Return the text between every ``begin`` / ``end`` marker pair of ``nb``.
+
+    ``nb`` is a notebook node (``nbformat.read``) or a path. Raises ``ValueError`` for a marker
+    without its partner, so a malformed solution cell is reported instead of silently released.
+    """
+    nb = _as_notebook(nb)
+    blocks: list[str] = []
+    for index, cell in enumerate(nb.cells):
+        inside: list[str] | None = None
+        for line in cell.source.splitlines():
+            marker = line.strip()
+            if marker == begin:
+                if inside is not None:
+                    raise ValueError(f"cell {index}: nested {begin}")
+                inside = []
+            elif marker == end:
+                if inside is None:
+                    raise ValueError(f"cell {index}: {end} without {begin}")
+                blocks.append("\n".join(inside))
+                inside = None
+            elif inside is not None:
+                inside.append(line)
+        if inside is not None:
+            raise ValueError(f"cell {index}: {begin} without {end}")
+    return blocks
+
+
+def solution_blocks(nb) -> list[str]:
+    """The solutions of ``nb``: text between ``### BEGIN SOLUTION`` and ``### END SOLUTION``."""
+    return marked_blocks(nb, BEGIN_SOLUTION, END_SOLUTION)
+
+
+def hidden_test_blocks(nb) -> list[str]:
+    """The hidden tests of ``nb`` (``### BEGIN HIDDEN TESTS`` ... ``### END HIDDEN TESTS``)."""
+    return marked_blocks(nb, BEGIN_HIDDEN, END_HIDDEN)
+
+
+def secret_lines(nb) -> set[str]:
+    """Lines of solutions and hidden tests that appear nowhere else in the source ``nb``.
+
+    These are the lines that must not survive in the learner version (a line such as ``)`` or
+    one repeated in a visible cell is not specific to the solution). Comments and blank lines
+    are ignored.
+    """
+    nb = _as_notebook(nb)
+    secret = {line.strip() for block in solution_blocks(nb) + hidden_test_blocks(nb)
+              for line in block.splitlines()}
+    opening, closing = {BEGIN_SOLUTION, BEGIN_HIDDEN}, {END_SOLUTION, END_HIDDEN}
+    outside: set[str] = set()
+    for cell in nb.cells:
+        depth = 0
+        for line in cell.source.splitlines():
+            marker = line.strip()
+            if marker in opening:
+                depth += 1
+            elif marker in closing:
+                depth -= 1
+            elif depth == 0:
+                outside.add(marker)
+    return {line for line in secret - outside
+            if line and not line.startswith("#") and re.search(r"\w", line)}
+
+
+def notebook_text(nb) -> str:
+    """All cell sources and text outputs of ``nb`` (what a learner can read), one string."""
+    nb = _as_notebook(nb)
+    parts: list[str] = []
+    for cell in nb.cells:
+        parts.append(cell.source)
+        for output in cell.get("outputs", []):
+            text = output.get("text", "")
+            parts.append("".join(text) if isinstance(text, list) else str(text))
+            for value in output.get("data", {}).values():
+                if isinstance(value, (str, list)):
+                    parts.append("".join(value) if isinstance(value, list) else value)
+    return "\n".join(parts)
+
+
+def leaked_lines(source, released) -> list[str]:
+    """Secret lines (solutions, hidden tests) of ``source`` still readable in ``released``."""
+    # Whole lines are compared: a secret line may be a substring of a legitimate one
+    # (``rng = ...`` inside ``_rng = ...``).
+    shown = {line.strip() for line in notebook_text(released).splitlines()}
+    return sorted(secret_lines(source) & shown)
+
+
+def graded_cells(nb) -> list[GradedCell]:
+    """The autograded test cells (``grade: true`` code cells) of ``nb``, in notebook order."""
+    nb = _as_notebook(nb)
+    cells = []
+    for cell in nb.cells:
+        meta = _nbgrader_meta(cell)
+        if meta.get("grade") and cell.cell_type == "code":
+            cells.append(GradedCell(str(meta.get("grade_id")), float(meta.get("points", 0))))
+    return cells
+
+
+def error_cells(nb) -> list[tuple[int, str | None, str]]:
+    """The code cells of an executed ``nb`` that raised: ``(index, grade_id or None, ename)``."""
+    nb = _as_notebook(nb)
+    errors = []
+    for index, cell in enumerate(nb.cells):
+        for output in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            if output.get("output_type") == "error":
+                errors.append((index, _nbgrader_meta(cell).get("grade_id"), output.get("ename")))
+                break
+    return errors
+
+
+def check_source_notebook(path: Path, min_exercises: int = 3) -> list[GradedCell]:
+    """Check that ``path`` is a usable nbgrader source notebook; return its graded cells.
+
+    Checks: at least ``min_exercises`` autograded test cells with positive points, unique
+    ``grade_id`` values, every solution cell holds a complete solution block and every
+    solution block sits in a cell marked as a solution. Raises ``ValueError`` listing the
+    problems otherwise.
+    """
+    nb = _read(Path(path))
+    problems: list[str] = []
+    for blocks in (solution_blocks, hidden_test_blocks):
+        try:
+            blocks(nb)
+        except ValueError as err:
+            problems.append(str(err))
+    ids = [_nbgrader_meta(c).get("grade_id") for c in nb.cells if _nbgrader_meta(c)]
+    duplicates = sorted({i for i in ids if ids.count(i) > 1}, key=str)
+    if duplicates:
+        problems.append(f"duplicate grade_id(s): {duplicates}")
+    for index, cell in enumerate(nb.cells):
+        meta = _nbgrader_meta(cell)
+        has_marker = BEGIN_SOLUTION in cell.source
+        if cell.cell_type == "code" and meta.get("solution") and not has_marker:
+            problems.append(f"cell {index} ({meta.get('grade_id')}): solution cell without "
+                            f"{BEGIN_SOLUTION}")
+        if has_marker and not meta.get("solution"):
+            problems.append(f"cell {index}: {BEGIN_SOLUTION} in a cell not marked as solution")
+    cells = graded_cells(nb)
+    if len(cells) < min_exercises:
+        problems.append(f"{len(cells)} autograded test cell(s), need at least {min_exercises}")
+    for cell in cells:
+        if cell.points <= 0:
+            problems.append(f"test cell {cell.grade_id} has no points")
+    if problems:
+        raise ValueError(f"{path}: " + "; ".join(problems))
+    return cells
+
+
+# --------------------------------------------------------------------------- nbgrader plumbing
+def nbgrader_config(course_dir: Path = COURSE_DIR, timeout: int = CELL_TIMEOUT):
+    """The traitlets ``Config`` of the course folder (also written as ``nbgrader_config.py``)."""
+    from traitlets.config import Config
+
+    if timeout <= 0:
+        raise ValueError(f"timeout must be positive, got {timeout}")
+    c = Config()
+    c.CourseDirectory.root = str(Path(course_dir).resolve())
+    c.CourseDirectory.db_url = f"sqlite:///{Path(course_dir).resolve() / 'gradebook.db'}"
+    c.Execute.timeout = int(timeout)
+    # Autograding must finish even when a learner's cell hangs or raises.
+    c.Execute.interrupt_on_timeout = True
+    c.NbGraderAPI.log_level = "WARN"
+    # A private (unused) exchange folder: we hand notebooks out and collect them ourselves.
+    c.Exchange.root = str(Path(course_dir).resolve() / "exchange")
+    return c
+
+
+def _write_config_file(course_dir: Path, timeout: int) -> None:
+    text = (
+        "# Written by utils/grading.py (make student / make grade); edits are overwritten.\n"
+        "c = get_config()  # noqa: F821\n"
+        f"c.CourseDirectory.root = {str(Path(course_dir).resolve())!r}\n"
+        f"c.Execute.timeout = {int(timeout)}\n"
+        "c.Execute.interrupt_on_timeout = True\n"
+    )
+    (Path(course_dir) / "nbgrader_config.py").write_text(text)
+
+
+KERNEL_NAME = "python3"
+
+
+def _ensure_venv_on_path(course_dir: Path) -> None:
+    """Make nbgrader use this environment: its ``bin/`` on ``PATH``, its Python as kernel.
+
+    ``make`` calls ``.venv/bin/python`` without activating the environment, so nbgrader would
+    not find the ``alembic`` command it runs for the gradebook. And the ``python3`` kernel
+    could resolve to another Python (a user-level kernelspec wins over the environment's): a
+    kernelspec for this interpreter is put first on ``JUPYTER_PATH``, as nbval's
+    ``--nbval-current-env`` does for the tests.
+    """
+    bindir = str(Path(sys.executable).parent)
+    parts = os.environ.get("PATH", "").split(os.pathsep)
+    if bindir not in parts:
+        os.environ["PATH"] = os.pathsep.join([bindir, *filter(None, parts)])
+    jupyter_dir = Path(course_dir).resolve() / "jupyter"
+    spec_dir = jupyter_dir / "kernels" / KERNEL_NAME
+    spec_dir.mkdir(parents=True, exist_ok=True)
+    spec = {"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            "display_name": "Python 3 (ipykernel)", "language": "python"}
+    (spec_dir / "kernel.json").write_text(json.dumps(spec, indent=1))
+    paths = os.environ.get("JUPYTER_PATH", "").split(os.pathsep)
+    if str(jupyter_dir) not in paths:
+        os.environ["JUPYTER_PATH"] = os.pathsep.join([str(jupyter_dir), *filter(None, paths)])
+
+
+def _api(course_dir: Path, timeout: int):
+    from nbgrader.apps import NbGraderAPI
+    from nbgrader.coursedir import CourseDirectory
+
+    _ensure_venv_on_path(course_dir)
+    config = nbgrader_config(course_dir, timeout)
+    Path(config.Exchange.root).mkdir(parents=True, exist_ok=True)
+    coursedir = CourseDirectory(config=config)
+    return NbGraderAPI(coursedir=coursedir, config=config)
+
+
+def _check(result: dict, what: str) -> None:
+    if not result.get("success"):
+        raise RuntimeError(f"nbgrader {what} failed:\n{result.get('log', '')}\n"
+                           f"{result.get('error', '')}")
+
+
+def _failure_reason(result: dict) -> str:
+    """The first exception raised inside nbgrader (e.g. ``NotJSONError: ...``), one line."""
+    text = f"{result.get('log', '')}\n{result.get('error', '')}"
+    for line in text.splitlines():
+        match = re.match(r"\s*(?:\[\w+\]\s*)?(?:[\w.]+\.)?(\w+(?:Error|Exception)): (.*)", line)
+        if match and match.group(1) != "NbGraderException":
+            return f"{match.group(1)}: {match.group(2)}"[:200]
+    return "nbgrader could not grade this notebook (see the log)"
+
+
+def assignment_id(notebook: Path) -> str:
+    """nbgrader assignment id of a weekly notebook: its file name without ``.ipynb``."""
+    notebook = Path(notebook)
+    if notebook.suffix != ".ipynb":
+        raise ValueError(f"not a notebook (.ipynb): {notebook}")
+    return notebook.stem
+
+
+def course_notebooks(root: Path = ROOT) -> list[Path]:
+    """The source notebooks of the course (``notebooks/[0-9]*.ipynb``), sorted."""
+    return sorted(Path(root).glob(NOTEBOOK_GLOB))
+
+
+def build_course(notebooks: Sequence[Path], course_dir: Path = COURSE_DIR,
+                 student_dir: Path | None = STUDENT_DIR, timeout: int = CELL_TIMEOUT,
+                 min_exercises: int = 3) -> dict[str, Path]:
+    """Create a fresh nbgrader course from ``notebooks`` and generate the learner versions.
+
+    Each notebook becomes one assignment (id = file stem) in ``course_dir`` (emptied first,
+    which also resets the gradebook). Returns ``{assignment_id: released notebook}``; the
+    released notebooks are also copied, flat, to ``student_dir`` when it is given.
+    """
+    notebooks = [Path(nb) for nb in notebooks]
+    if not notebooks:
+        raise ValueError("no source notebooks given")
+    ids = [assignment_id(nb) for nb in notebooks]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"notebook names must be unique: {ids}")
+    for nb in notebooks:
+        check_source_notebook(nb, min_exercises=min_exercises)
+
+    course_dir = Path(course_dir)
+    if course_dir.exists():
+        shutil.rmtree(course_dir)
+    course_dir.mkdir(parents=True)
+    _write_config_file(course_dir, timeout)
+    for aid, nb in zip(ids, notebooks):
+        target = course_dir / "source" / aid
+        target.mkdir(parents=True)
+        node = _read(nb)
+        # Graded with this environment's kernel whatever kernel the author's Jupyter named.
+        node.metadata["kernelspec"] = {"name": KERNEL_NAME, "language": "python",
+                                       "display_name": "Python 3 (ipykernel)"}
+        nbformat.write(node, target / nb.name)
+
+    api = _api(course_dir, timeout)
+    released: dict[str, Path] = {}
+    for aid, nb in zip(ids, notebooks):
+        _check(api.generate_assignment(aid, force=True, create=True),
+               f"generate_assignment {aid}")
+        released[aid] = course_dir / "release" / aid / nb.name
+        if not released[aid].is_file():
+            raise RuntimeError(f"nbgrader did not write {released[aid]}")
+        leaked = leaked_lines(nb, released[aid])
+        if leaked:
+            raise RuntimeError(f"{released[aid]} still shows solution code: {leaked}")
+    if student_dir is not None:
+        student_dir = Path(student_dir)
+        student_dir.mkdir(parents=True, exist_ok=True)
+        for stale in student_dir.glob("*.ipynb"):  # a renamed or removed week
+            stale.unlink()
+        for path in released.values():
+            shutil.copy2(path, student_dir / path.name)
+    return released
+
+
+def find_submissions(submissions_dir: Path, notebook_names: Iterable[str]
+                     ) -> dict[str, dict[str, Path]]:
+    """Map ``{learner: {notebook file name: path}}`` from ``submissions_dir/<learner>/...``.
+
+    A learner is a sub-folder of ``submissions_dir``; their notebooks are found by file name
+    anywhere below it (so both ``<learner>/<nb>.ipynb`` and nbgrader's own
+    ``<learner>/<assignment>/<nb>.ipynb`` work). Files with other names are ignored with a
+    warning. Raises ``ValueError`` when the folder does not exist or holds no learner folder.
+    """
+    submissions_dir = Path(submissions_dir)
+    if not submissions_dir.is_dir():
+        raise ValueError(f"submissions folder not found: {submissions_dir} (expected "
+                         f"{submissions_dir}/<learner>/<notebook>.ipynb)")
+    names = set(notebook_names)
+    found: dict[str, dict[str, Path]] = {}
+    for learner_dir in sorted(p for p in submissions_dir.iterdir()
+                              if p.is_dir() and not p.name.startswith(".")):
+        notebooks: dict[str, Path] = {}
+        for path in sorted(learner_dir.rglob("*.ipynb")):
+            if ".ipynb_checkpoints" in path.parts:
+                continue
+            if path.name not in names:
+                log.warning("ignoring %s: not a course notebook name", path)
+            elif path.name in notebooks:
+                log.warning("ignoring %s: %s already submitted by %s", path, path.name,
+                            learner_dir.name)
+            else:
+                notebooks[path.name] = path
+        found[learner_dir.name] = notebooks
+    if not found:
+        raise ValueError(f"no learner folders in {submissions_dir} (expected "
+                         f"{submissions_dir}/<learner>/<notebook>.ipynb)")
+    return found
+
+
+def _autograde_one(course_dir: Path, timeout: int, learner: str, aid: str,
+                   feedback: bool) -> str:
+    """Autograde one submitted notebook (already under ``submitted/``); returns its status."""
+    api = _api(course_dir, timeout)
+    with warnings.catch_warnings():
+        # nbgrader's gradebook triggers harmless SQLAlchemy session warnings.
+        warnings.filterwarnings("ignore", message=".*not in session.*")
+        result = api.autograde(aid, learner, force=True, create=True)
+        if not result.get("success"):
+            reason = _failure_reason(result)
+            log.warning("autograding %s/%s failed: %s", learner, aid, reason)
+            return f"failed: {reason}"
+        if feedback:
+            fb = api.generate_feedback(aid, learner, force=True)
+            if not fb.get("success"):
+                log.warning("feedback for %s/%s failed: %s", learner, aid, fb.get("error", ""))
+    return "graded"
+
+
+def autograde(submissions: dict[str, dict[str, Path]], course_dir: Path = COURSE_DIR,
+              timeout: int = CELL_TIMEOUT, feedback: bool = True, jobs: int = 1
+              ) -> dict[tuple[str, str], str]:
+    """Autograde every submitted notebook with nbgrader; returns ``{(learner, assignment): status}``.
+
+    ``submissions`` is the output of :func:`find_submissions`; the course must have been built
+    with :func:`build_course`. A cell that raises only costs the exercise it belongs to
+    (nbgrader executes with ``allow_errors``); a notebook nbgrader cannot grade at all (e.g.
+    broken JSON) is reported with status ``"failed: ..."`` and the others are still graded.
+    ``jobs > 1`` grades that many notebooks at once, in separate processes (they share the
+    SQLite gradebook, whose short writes wait for each other).
+    """
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, got {jobs}")
+    course_dir = Path(course_dir)
+    source = {p.name: p.parent.name for p in (course_dir / "source").glob("*/*.ipynb")}
+    if not source:
+        raise ValueError(f"no course in {course_dir}: run build_course (make student) first")
+    tasks: list[tuple[str, str]] = []
+    for learner, notebooks in submissions.items():
+        for name, path in notebooks.items():
+            if name not in source:
+                raise ValueError(f"{path}: {name} is not a notebook of the course")
+            aid = source[name]
+            target = course_dir / "submitted" / learner / aid
+            if target.exists():
+                shutil.rmtree(target)
+            target.mkdir(parents=True)
+            shutil.copy2(path, target / name)
+            tasks.append((learner, aid))
+    if not tasks:
+        return {}
+    if jobs == 1 or len(tasks) == 1:
+        results = [_autograde_one(course_dir, timeout, learner, aid, feedback)
+                   for learner, aid in tasks]
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # Add the learners first so that the workers do not race to create them.
+        with _api(course_dir, timeout).gradebook as gb:
+            for learner in submissions:
+                gb.update_or_create_student(learner)
+        context = multiprocessing.get_context("spawn")  # no forked sqlite/zmq state
+        with ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=context) as pool:
+            futures = [pool.submit(_autograde_one, course_dir, timeout, learner, aid, feedback)
+                       for learner, aid in tasks]
+            results = [future.result() for future in futures]
+    return dict(zip(tasks, results))
+
+
+def exercise_name(grade_id: str) -> str:
+    """Exercise label of a test cell: ``"w1_ex2_test"`` -> ``"w1_ex2"`` (others unchanged)."""
+    return re.sub(r"_test$", "", str(grade_id))
+
+
+def score_table(course_dir: Path = COURSE_DIR, learners: Iterable[str] = (),
+                status: dict[tuple[str, str], str] | None = None):
+    """The gradebook as a ``pandas.DataFrame``, one row per learner and autograded exercise.
+
+    Columns: ``learner, assignment, notebook, exercise, test_cell, score, max_score, status``
+    (``exercise`` is the test cell's grade id without ``_test``). Every
+    exercise of every assignment appears for every learner in ``learners`` (plus those in the
+    gradebook): a notebook that was not submitted, or that nbgrader could not grade, scores 0
+    with status ``missing`` / ``failed: ...``.
+    """
+    import pandas as pd
+    from nbgrader.api import Gradebook, MissingEntry
+
+    _ensure_venv_on_path(course_dir)
+    status = dict(status or {})
+    db_url = nbgrader_config(course_dir).CourseDirectory.db_url
+    rows = []
+    with Gradebook(db_url) as gb:
+        everyone = sorted(set(learners) | {s.id for s in gb.students})
+        for assignment in sorted(gb.assignments, key=lambda a: a.name):
+            for notebook in sorted(assignment.notebooks, key=lambda n: n.name):
+                cells = [c for c in notebook.grade_cells if c.cell_type == "code"]
+                for learner in everyone:
+                    try:
+                        sub = gb.find_submission_notebook(notebook.name, assignment.name, learner)
+                        grades = {g.name: g for g in sub.grades}
+                    except MissingEntry:
+                        grades = {}
+                    state = status.get((learner, assignment.name),
+                                       "graded" if grades else "missing")
+                    for cell in cells:
+                        grade = grades.get(cell.name) if state == "graded" else None
+                        score = grade.score if grade is not None else None
+                        rows.append({
+                            "learner": learner, "assignment": assignment.name,
+                            "notebook": notebook.name + ".ipynb",
+                            "exercise": exercise_name(cell.name), "test_cell": cell.name,
+                            "score": float(score) if score is not None else 0.0,
+                            "max_score": float(cell.max_score), "status": state,
+                        })
+    columns = ["learner", "assignment", "notebook", "exercise", "test_cell", "score",
+               "max_score", "status"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def wide_table(scores):
+    """One row per learner, one column per ``assignment/exercise`` plus ``total`` and ``max``."""
+    import pandas as pd
+
+    if scores.empty:
+        return pd.DataFrame(columns=["learner", "total", "max"])
+    keyed = scores.assign(column=scores["assignment"] + "/" + scores["exercise"])
+    wide = keyed.pivot_table(index="learner", columns="column", values="score",
+                             aggfunc="sum", sort=False)
+    wide = wide[list(dict.fromkeys(keyed["column"]))]
+    wide["total"] = keyed.groupby("learner")["score"].sum()
+    wide["max"] = keyed.groupby("learner")["max_score"].sum()
+    return wide.reset_index()
+
+
+def summary_table(scores):
+    """Points per learner and notebook (``assignment`` columns) plus ``total`` and ``max``."""
+    import pandas as pd
+
+    if scores.empty:
+        return pd.DataFrame(columns=["learner", "total", "max"])
+    summary = scores.pivot_table(index="learner", columns="assignment", values="score",
+                                 aggfunc="sum").fillna(0.0)
+    summary["total"] = scores.groupby("learner")["score"].sum()
+    summary["max"] = scores.groupby("learner")["max_score"].sum()
+    summary.columns.name = None
+    return summary.reset_index()
+
+
+def grade(submissions_dir: Path = SUBMISSIONS_DIR, notebooks: Sequence[Path] | None = None,
+          course_dir: Path = COURSE_DIR, csv_path: Path | None = GRADES_CSV,
+          timeout: int = CELL_TIMEOUT, feedback: bool = True, jobs: int = 1):
+    """The whole ``make grade``: fresh course, autograde every submission, write the CSVs.
+
+    Returns the long score table (see :func:`score_table`). ``csv_path`` gets the long table;
+    a sibling ``<stem>_by_learner.csv`` gets :func:`wide_table`.
+    """
+    notebooks = course_notebooks() if notebooks is None else [Path(p) for p in notebooks]
+    submissions = find_submissions(submissions_dir, [Path(nb).name for nb in notebooks])
+    build_course(notebooks, course_dir=course_dir, student_dir=None, timeout=timeout)
+    status = autograde(submissions, course_dir=course_dir, timeout=timeout, feedback=feedback,
+                       jobs=jobs)
+    scores = score_table(course_dir, learners=submissions, status=status)
+    if csv_path is not None:
+        csv_path = Path(csv_path)
+        csv_path.parent.mkdir(parents=True, exist_ok=True)
+        scores.to_csv(csv_path, index=False)
+        wide_table(scores).to_csv(csv_path.with_name(csv_path.stem + "_by_learner.csv"),
+                                  index=False)
+    return scores
+
+
+# --------------------------------------------------------------------------- command line
+def main(argv: list[str] | None = None) -> None:
+    """``python -m utils.grading student|grade``: see the module docstring."""
+    parser = argparse.ArgumentParser(description="nbgrader workflow of the course "
+                                     "(make student / make grade)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_student = sub.add_parser("student", help="generate the learner notebooks")
+    p_student.add_argument("--out", type=Path, default=STUDENT_DIR)
+    p_grade = sub.add_parser("grade", help="autograde submissions and write the score CSV")
+    p_grade.add_argument("submissions", type=Path, nargs="?", default=SUBMISSIONS_DIR,
+                         help="folder of <learner>/<notebook>.ipynb (default: submissions/)")
+    p_grade.add_argument("--csv", type=Path, default=GRADES_CSV)
+    p_grade.add_argument("--no-feedback", action="store_true",
+                         help="skip the HTML feedback files")
+    p_grade.add_argument("--jobs", type=int, default=1,
+                         help="notebooks graded at the same time (default 1)")
+    for p in (p_student, p_grade):
+        p.add_argument("--notebooks", type=Path, nargs="+", default=None,
+                       help="source notebooks (default: notebooks/[0-9]*.ipynb)")
+        p.add_argument("--course-dir", type=Path, default=COURSE_DIR)
+        p.add_argument("--timeout", type=int, default=CELL_TIMEOUT,
+                       help="seconds per cell when autograding")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    notebooks = args.notebooks or course_notebooks()
+    if not notebooks:
+        sys.exit(f"no notebooks match {NOTEBOOK_GLOB}")
+    try:
+        if args.command == "student":
+            released = build_course(notebooks, course_dir=args.course_dir,
+                                    student_dir=args.out, timeout=args.timeout)
+            for path in released.values():
+                print(f"learner version: {Path(args.out) / path.name}")
+            return
+        scores = grade(args.submissions, notebooks, course_dir=args.course_dir,
+                       csv_path=args.csv, timeout=args.timeout,
+                       feedback=not args.no_feedback, jobs=args.jobs)
+    except ValueError as err:
+        sys.exit(f"error: {err}")
+    print("points per learner and notebook:")
+    print(summary_table(scores).to_string(index=False))
+    print(f"\nscores per learner and exercise: {args.csv}")
+    print(f"one row per learner:             "
+          f"{Path(args.csv).with_name(Path(args.csv).stem + '_by_learner.csv')}")
+    if not args.no_feedback:
+        print(f"feedback (HTML) per learner:     {Path(args.course_dir) / 'feedback'}")
+
+
+if __name__ == "__main__":
+    main()
