@@ -62,6 +62,11 @@ student: $(STAMP)  ## learner notebooks without solutions (nbgrader) -> build/st
 grade: data  ## autograde SUBMISSIONS=submissions/<learner>/<nb>.ipynb -> build/grades.csv
 	$(PY) -m utils.grading grade $(SUBMISSIONS) --jobs $(JOBS)
 
+BENCH_ARGS ?=
+
+bench: data  ## time extraction, training, notebooks and explainers (~15 min; build/bench/bench.md)
+	$(PY) tests/benchmark.py --out build/bench $(BENCH_ARGS)
+
 clean:  ## remove the virtual environment, caches and the downloaded database copy
 	rm -rf $(VENV) build data/cache data/mitdb data/mitdb.partial .pytest_cache .hypothesis
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
