@@ -39,7 +39,7 @@ data: $(STAMP)  ## get and verify MIT-BIH (uses MITDB_DIR if set, else downloads
 	$(PY) -m utils.data
 
 lab: data  ## open the course in JupyterLab
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 unit: data  ## unit tests only (skips the slow autograding of the real notebooks)
 	GRADING_SKIP_AUTOGRADE=1 $(PY) -m pytest tests -q
