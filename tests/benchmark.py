@@ -543,8 +543,9 @@ def _case_gradcam_cnn(ctx: Context, s: Settings):
 def _case_gradcam_lstm(ctx: Context, s: Settings):
     fn = _attr(_module("gradcam"), "lstm_grad_cam")
     model = ctx.model("lstm_holdout")
+    steps = model.get_layer("lstm").output.shape[1]
     return Case(lambda: fn(model, ctx.X, ctx.y), len(ctx.X), "lstm_holdout",
-                settings="layer lstm (128 steps)")
+                settings=f"layer lstm ({steps} steps)")
 
 
 def _ig_case(model_name: str):
@@ -564,8 +565,9 @@ def _case_attention(ctx: Context, s: Settings):
     readout = _attr(att, "attention_readout")
     upsample = _attr(att, "upsample_steps")
     model = ctx.model("attention_holdout")
+    steps = model.get_layer("lstm").output.shape[1]
     return Case(lambda: upsample(readout(model, ctx.X)[1]), len(ctx.X), "attention_holdout",
-                settings="weights of 128 steps, upsampled")
+                settings=f"weights of {steps} steps, upsampled")
 
 
 #: (method label, case builder). Cost is per beat explained (PFI: per test beat scored).

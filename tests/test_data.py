@@ -211,6 +211,17 @@ def test_balanced_and_subsample():
     assert np.bincount(y[sub]).tolist() == [8, 5, 8]
 
 
+def test_example_per_class_prefers_masks_in_order():
+    y = np.array([0, 0, 1, 1, 3])
+    right = np.array([False, True, False, False, True])
+    cnn = np.array([True, True, False, True, True])
+    np.testing.assert_array_equal(data.example_per_class(y), [0, 2, 4])
+    np.testing.assert_array_equal(data.example_per_class(y, right), [1, 2, 4])
+    np.testing.assert_array_equal(data.example_per_class(y, right, cnn), [1, 3, 4])
+    with pytest.raises(ValueError, match="shape"):
+        data.example_per_class(y, right[:2])
+
+
 def test_validate_beats_messages():
     good = np.zeros((3, config.WINDOW, 2))
     assert data.validate_beats(good).dtype == np.float32

@@ -490,6 +490,29 @@ def balanced_sample(y: np.ndarray, per_class: int, seed: int = config.SEED,
     return np.sort(np.concatenate(out)) if out else np.array([], dtype=int)
 
 
+def example_per_class(y: np.ndarray, *preferred: np.ndarray,
+                      n_classes: int = len(config.CLASSES)) -> np.ndarray:
+    """One index per class present in ``y``, for "one beat per class" figures.
+
+    For each class, the first index whose beat satisfies the first boolean mask in
+    ``preferred`` that has any hit for that class (e.g. "classified correctly by both models",
+    then "by the CNN"), falling back to the first beat of the class. Classes absent from ``y``
+    are skipped.
+    """
+    y = np.asarray(y)
+    masks = [np.asarray(m, dtype=bool) for m in preferred]
+    if any(m.shape != y.shape for m in masks):
+        raise ValueError("every preference mask must have the shape of y")
+    out = []
+    for c in range(n_classes):
+        for mask in (*masks, np.ones(len(y), dtype=bool)):
+            hits = np.flatnonzero((y == c) & mask)
+            if len(hits):
+                out.append(int(hits[0]))
+                break
+    return np.array(out, dtype=int)
+
+
 def subsample_majority(y: np.ndarray, idx: np.ndarray, cap: int, seed: int = config.SEED
                        ) -> np.ndarray:
     """Keep at most ``cap`` indices of each class among ``idx`` (for faster training)."""
