@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -239,3 +240,40 @@ def test_class_index():
     assert data.class_index("V") == 3
     with pytest.raises(ValueError, match="Unknown beat class"):
         data.class_index("Q")
+
+
+def _fake_dl_files(source, corrupt: str | None = None):
+    """A stand-in for ``wfdb.dl_files`` that copies from the local mirror (no network here)."""
+    def dl_files(db, dl_dir, files, keep_subdirs=True, overwrite=False):
+        assert db == config.PHYSIONET_DB
+        for name in files:
+            payload = (source / name).read_bytes()
+            if name == corrupt:
+                payload = payload[:-10]  # an interrupted transfer
+            (Path(dl_dir) / name).write_bytes(payload)
+    return dl_files
+
+
+def test_download_verifies_then_renames(monkeypatch, tmp_path, mitdb_dir):
+    import wfdb
+
+    monkeypatch.setattr(wfdb, "dl_files", _fake_dl_files(mitdb_dir))
+    target = data.download_mitdb(tmp_path / "mitdb", records=[RECORD])
+    assert target == tmp_path / "mitdb"
+    assert data.is_complete(target, [RECORD])
+    assert not (tmp_path / "mitdb.partial").exists()
+
+
+def test_failed_download_never_looks_complete(monkeypatch, tmp_path, mitdb_dir):
+    import wfdb
+
+    monkeypatch.setattr(wfdb, "dl_files", _fake_dl_files(mitdb_dir, corrupt="100.dat"))
+    with pytest.raises(data.DatabaseError, match=r"100\.dat does not match"):
+        data.download_mitdb(tmp_path / "mitdb", records=[RECORD])
+    assert not (tmp_path / "mitdb").exists()  # only the .partial folder, kept for a retry
+    assert (tmp_path / "mitdb.partial" / "100.hea").is_file()
+    # ensure_mitdb downloads when neither the folder nor MITDB_DIR holds the database
+    # and a rerun fetches the damaged file again instead of keeping it
+    monkeypatch.delenv(config.MITDB_ENV, raising=False)
+    monkeypatch.setattr(wfdb, "dl_files", _fake_dl_files(mitdb_dir))
+    assert data.ensure_mitdb(tmp_path / "mitdb", records=[RECORD]) == tmp_path / "mitdb"

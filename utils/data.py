@@ -114,16 +114,19 @@ def download_mitdb(target: Path, records: Sequence[str] = RECORDS) -> Path:
     """Download ``records`` of ``mitdb`` from PhysioNet into ``target`` and verify them.
 
     Files go to ``target.parent/<name>.partial`` first; only a fully verified folder is renamed
-    to ``target``, so an interrupted download never looks complete.
+    to ``target``, so an interrupted download never looks complete. A rerun keeps the files
+    that already match their checksum and fetches the others again.
     """
     import wfdb  # imported lazily: only needed when downloading
 
     target = Path(target)
     partial = target.with_name(target.name + ".partial")
     partial.mkdir(parents=True, exist_ok=True)
+    sums = read_checksums()
     for name in tqdm(required_files(records), desc="download mitdb", unit="file"):
-        if (partial / name).is_file():
-            continue
+        done = partial / name
+        if done.is_file() and sha256_file(done) == sums[name]:
+            continue  # verified by an earlier, interrupted run: keep it
         wfdb.dl_files(config.PHYSIONET_DB, str(partial), [name], keep_subdirs=False,
                       overwrite=True)
     verify_database(partial, records)  # raises and keeps the .partial folder for a retry
