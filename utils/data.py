@@ -363,8 +363,11 @@ def load_beats(db_dir: Path | None = None, records: Sequence[str] = RECORDS,
     cache = _cache_path(settings)
     if use_cache and cache.is_file():
         return _read_cache(cache)
-    db_dir = Path(db_dir) if db_dir is not None else ensure_mitdb(records=records)
-    verify_database(db_dir, records)
+    if db_dir is None:
+        db_dir = ensure_mitdb(records=records)  # verifies what it returns
+    else:
+        db_dir = Path(db_dir)
+        verify_database(db_dir, records)
     parts: dict[str, list] = {k: [] for k in
                               ("beats", "y", "sample", "rr_prev", "rr_next", "record")}
     leads: dict[str, tuple[str, str]] = {}

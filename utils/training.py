@@ -133,22 +133,19 @@ def _spec(name: str) -> ModelSpec:
     return MODEL_SPECS[name]
 
 
-class _TimeLimit:
-    """Keras callback factory: stop training after ``minutes`` (keeps ``make models`` bounded)."""
+def _time_limit(minutes: float):
+    """Keras callback that stops training after ``minutes`` (keeps ``make models`` bounded)."""
+    import keras
 
-    @staticmethod
-    def make(minutes: float):
-        import keras
+    class TimeLimit(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.start = time.perf_counter()
 
-        class TimeLimit(keras.callbacks.Callback):
-            def on_train_begin(self, logs=None):
-                self.start = time.perf_counter()
+        def on_epoch_end(self, epoch, logs=None):
+            if time.perf_counter() - self.start > minutes * 60:
+                self.model.stop_training = True
 
-            def on_epoch_end(self, epoch, logs=None):
-                if time.perf_counter() - self.start > minutes * 60:
-                    self.model.stop_training = True
-
-        return TimeLimit()
+    return TimeLimit()
 
 
 def train(name: str, data: BeatData | None = None, verbose: int = 2) -> dict:
@@ -192,7 +189,7 @@ def train(name: str, data: BeatData | None = None, verbose: int = 2) -> dict:
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=spec.patience,
                                       restore_best_weights=True),
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.3, patience=2),
-        _TimeLimit.make(spec.max_minutes),
+        _time_limit(spec.max_minutes),
     ]
     start = time.perf_counter()
     hist = model.fit(X_tr, y_tr, validation_data=(X_val, y_val), epochs=spec.epochs,
