@@ -48,7 +48,7 @@ test: data  ## unit tests + every notebook re-executed and compared with pytest 
 	$(PY) -m pytest tests $(NOTEBOOKS) $(PYTEST_NB) -q -ra
 
 notebooks: data  ## re-execute the notebooks in place (refresh the committed outputs)
-	$(PY) -m utils.execute $(NOTEBOOKS)
+	$(PY) -m utils.course.execute $(NOTEBOOKS)
 
 models: data  ## train every course model and save it under data/models/ (about 1 h on 2 cores)
 	$(PY) -m utils.training
@@ -57,15 +57,15 @@ SUBMISSIONS ?= submissions
 JOBS ?= 1
 
 student: $(STAMP)  ## learner notebooks without solutions (nbgrader) -> build/student/
-	$(PY) -m utils.grading student
+	$(PY) -m utils.course.grading student
 
 grade: data  ## autograde SUBMISSIONS=submissions/<learner>/<nb>.ipynb -> build/grades.csv
-	$(PY) -m utils.grading grade $(SUBMISSIONS) --jobs $(JOBS)
+	$(PY) -m utils.course.grading grade $(SUBMISSIONS) --jobs $(JOBS)
 
 BENCH_ARGS ?=
 
 bench: data  ## time extraction, training, notebooks and explainers (~15 min; build/bench/bench.md)
-	$(PY) tests/benchmark.py --out build/bench $(BENCH_ARGS)
+	$(PY) -m utils.course.benchmark --out build/bench $(BENCH_ARGS)
 
 clean:  ## remove the virtual environment, caches and the downloaded database copy
 	rm -rf $(VENV) build data/cache data/mitdb data/mitdb.partial .pytest_cache .hypothesis

@@ -1,4 +1,4 @@
-"""Smoke test of ``tests/benchmark.py`` (``make bench``) on a tiny subset, plus its helpers.
+"""Smoke test of ``utils/course/benchmark.py`` (``make bench``) on a tiny subset, plus its helpers.
 
 The full benchmark is too slow and noisy for ``make test``; here it runs with ``--quick``
 (1 record, a few beats, 1 repeat, a one-cell notebook) and the outputs are checked for
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import benchmark  # tests/ is on sys.path (pytest's rootdir-relative import)
+from utils.course import benchmark
 
 SCRIPT = Path(benchmark.__file__)
 
@@ -126,7 +126,7 @@ def test_benchmark_quick_run_writes_markdown_and_json(tmp_path, mitdb_dir):
     out = tmp_path / "bench"
     env = {**os.environ, "MITDB_DIR": str(mitdb_dir), "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick", "--repeats", "1", "--records", "1",
+        [sys.executable, "-m", "utils.course.benchmark", "--quick", "--repeats", "1", "--records", "1",
          "--out", str(out), "--notebooks", str(nb)],
         capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

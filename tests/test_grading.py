@@ -1,4 +1,4 @@
-"""Tests of the nbgrader workflow (utils/grading.py): learner versions and autograding.
+"""Tests of the nbgrader workflow (utils/course/grading.py): learner versions and autograding.
 
 Three layers, cheapest first:
 
@@ -25,7 +25,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from utils import grading
+from utils.course import grading
 
 SYNTH = "00_synthetic.ipynb"
 REAL_NOTEBOOKS = grading.course_notebooks()
@@ -234,7 +234,7 @@ def synthetic(tmp_path_factory):
     """Build the course from the synthetic notebook and grade five learners once."""
     root = tmp_path_factory.mktemp("grading")
     source = write(synthetic_notebook(), root / "notebooks" / SYNTH)
-    # `make student` = `python -m utils.grading student`
+    # `make student` = `python -m utils.course.grading student`
     grading.main(["student", "--notebooks", str(source), "--course-dir", str(root / "course"),
                   "--out", str(root / "student")])
     learner_version = root / "course" / "release" / "00_synthetic" / SYNTH

@@ -25,7 +25,7 @@ minutes) and the IG limit (``--ig-repeats`` interleaved rounds, default 5). Resu
 
 Usage::
 
-    .venv/bin/python tests/benchmark.py [--quick] [--out DIR] [--repeats 3] [--sections ...]
+    .venv/bin/python -m utils.course.benchmark [--quick] [--out DIR] [--repeats 3] [--sections ...]
 
 ``--quick`` uses tiny sizes (2 records, a few beats) and is what ``tests/test_benchmark.py``
 runs as a smoke test. A measurement whose helper module is missing (or fails) is recorded as
@@ -55,9 +55,7 @@ os.environ.setdefault("PYTHONHASHSEED", "0")
 
 import numpy as np  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # so that `python tests/benchmark.py` works without install
-    sys.path.insert(0, str(ROOT))
+from utils.config import ROOT
 
 SECTIONS: tuple[str, ...] = ("extraction", "training", "notebooks", "explainers", "ig_limit")
 NOT_AVAILABLE = "not available"

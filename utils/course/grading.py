@@ -5,13 +5,13 @@ solution cell (code between ``### BEGIN SOLUTION`` and ``### END SOLUTION``) fol
 test cell worth some points. This module wraps nbgrader (we do not write a grader of our own)
 into the two instructor commands of the Makefile:
 
-``python -m utils.grading student`` (``make student``)
+``python -m utils.course.grading student`` (``make student``)
     builds the nbgrader course folder ``build/nbgrader/`` (git-ignored) with one assignment per
     notebook and runs ``nbgrader generate_assignment``: the learner versions, with the solutions
     replaced by ``raise NotImplementedError()``, hidden tests and outputs removed and the test
     cells kept and locked, are written to ``build/student/`` (and ``build/nbgrader/release/``).
 
-``python -m utils.grading grade [SUBMISSIONS]`` (``make grade``)
+``python -m utils.course.grading grade [SUBMISSIONS]`` (``make grade``)
     copies the submitted notebooks ``SUBMISSIONS/<learner>/<notebook>.ipynb`` into the course
     folder, runs ``nbgrader autograde`` for every learner and notebook (an exercise whose code
     raises scores zero, the others are still graded), writes one HTML feedback file per learner
@@ -38,7 +38,7 @@ from typing import Iterable, Sequence
 
 import nbformat
 
-from .config import ROOT
+from ..config import ROOT
 
 #: Git-ignored folder for everything the grading workflow generates.
 BUILD_DIR: Path = ROOT / "build"
@@ -256,7 +256,7 @@ def nbgrader_config(course_dir: Path = COURSE_DIR, timeout: int = CELL_TIMEOUT):
 
 def _write_config_file(course_dir: Path, timeout: int) -> None:
     text = (
-        "# Written by utils/grading.py (make student / make grade); edits are overwritten.\n"
+        "# Written by utils/course/grading.py (make student / make grade); edits are overwritten.\n"
         "c = get_config()  # noqa: F821\n"
         f"c.CourseDirectory.root = {str(Path(course_dir).resolve())!r}\n"
         f"c.Execute.timeout = {int(timeout)}\n"
@@ -594,7 +594,7 @@ def grade(submissions_dir: Path = SUBMISSIONS_DIR, notebooks: Sequence[Path] | N
 
 # --------------------------------------------------------------------------- command line
 def main(argv: list[str] | None = None) -> None:
-    """``python -m utils.grading student|grade``: see the module docstring."""
+    """``python -m utils.course.grading student|grade``: see the module docstring."""
     parser = argparse.ArgumentParser(description="nbgrader workflow of the course "
                                      "(make student / make grade)")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -1,6 +1,6 @@
 """Execute notebooks in place (``make notebooks``), the way ``pytest --nbval`` will re-run them.
 
-``python -m utils.execute notebooks/01_*.ipynb ...`` runs each notebook top to bottom with the
+``python -m utils.course.execute notebooks/01_*.ipynb ...`` runs each notebook top to bottom with the
 current Python (the course's virtual environment), from the ``notebooks/`` folder, and saves the
 outputs into the file. Prints the wall time of each notebook.
 """
