@@ -1,13 +1,16 @@
-"""Shared pytest fixtures: the MIT-BIH mirror (skipped with a reason when absent) and beats."""
+"""Shared pytest fixtures: the MIT-BIH mirror and its beats (skipped with a reason when absent),
+and tiny untrained models and random beats for the fast unit tests of the explainers."""
 from __future__ import annotations
 
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from utils import config, data  # noqa: E402
+from utils.explain import LOGITS_LAYER  # noqa: E402
 
 
 def _find_db():
@@ -29,6 +32,79 @@ def mitdb_dir():
 
 
 @pytest.fixture(scope="session")
-def beats(mitdb_dir):
+def mitdb_beats(mitdb_dir):
     """All beats of the database (from the cache after the first extraction)."""
     return data.load_beats(db_dir=mitdb_dir, progress=False)
+
+
+# ------------------------------------------------------------------ tiny models, random beats
+@pytest.fixture(scope="session")
+def beats() -> np.ndarray:
+    """Six random z-scored-like beats (6, WINDOW, 2), float32."""
+    return np.random.default_rng(0).normal(size=(6, config.WINDOW, 2)).astype(np.float32)
+
+
+def _random_head(model, rng: np.random.Generator) -> None:
+    """A random bias of the logits layer, so that no identity holds by accident."""
+    w, b = model.get_layer(LOGITS_LAYER).get_weights()
+    model.get_layer(LOGITS_LAYER).set_weights([w, rng.normal(size=b.shape).astype(np.float32)])
+
+
+@pytest.fixture(scope="session")
+def fcn():
+    """A tiny course FCN (8, 8, 16 filters) with non-trivial BatchNorm statistics and bias."""
+    import keras
+
+    from utils.models import build_fcn
+
+    keras.utils.set_random_seed(0)
+    model = build_fcn(filters=(8, 8, 16))
+    rng = np.random.default_rng(1)
+    for layer in model.layers:
+        if layer.name.endswith("_bn"):
+            gamma, beta, mean, var = layer.get_weights()
+            layer.set_weights([gamma * rng.uniform(0.5, 1.5, gamma.shape), beta + 0.1,
+                               rng.normal(size=mean.shape) * 0.1,
+                               var + rng.uniform(0.1, 1, size=var.shape)])
+    _random_head(model, rng)
+    return model
+
+
+@pytest.fixture(scope="session")
+def lstm():
+    """A tiny course LSTM (8 units, 64 steps) with a random bias."""
+    import keras
+
+    from utils.models import build_lstm
+
+    keras.utils.set_random_seed(0)
+    model = build_lstm(units=8)
+    _random_head(model, np.random.default_rng(1))
+    return model
+
+
+@pytest.fixture(scope="session")
+def attention_lstm():
+    """A tiny LSTM + attention classifier (8 units, 4 attention units)."""
+    import keras
+
+    from utils.models import build_lstm_attention
+
+    keras.utils.set_random_seed(0)
+    return build_lstm_attention(units=8, attention_units=4)
+
+
+@pytest.fixture(scope="session")
+def linear_model():
+    """``logits = W . flatten(x) + b``: every explainer's right answer is known in closed form."""
+    import keras
+
+    inputs = keras.Input((config.WINDOW, 2), name="beat")
+    x = keras.layers.Flatten()(inputs)
+    logits = keras.layers.Dense(8, name=LOGITS_LAYER)(x)
+    probs = keras.layers.Activation("softmax", name="probs")(logits)
+    model = keras.Model(inputs, probs)
+    rng = np.random.default_rng(3)
+    model.get_layer(LOGITS_LAYER).set_weights([rng.normal(0, 0.05, (config.WINDOW * 2, 8)),
+                                               rng.normal(0, 0.1, 8)])
+    return model

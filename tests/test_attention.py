@@ -15,26 +15,15 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from hypothesis import given, settings, strategies as st  # noqa: E402
 from hypothesis.extra.numpy import arrays  # noqa: E402
-from scipy.stats import spearmanr  # noqa: E402
 
 from utils import attention as att  # noqa: E402
 from utils import config  # noqa: E402
+from utils.explain import LOGITS_LAYER, Explanation  # noqa: E402
 from utils.models import (TemporalAttention, build_attention_autoencoder,  # noqa: E402
                           build_lstm_attention)
 
 RNG = np.random.default_rng(0)
 finite = st.floats(-5, 5, allow_nan=False, width=32)
-
-
-@pytest.fixture(scope="module")
-def beats() -> np.ndarray:
-    return np.random.default_rng(1).normal(size=(6, config.WINDOW, 2)).astype(np.float32)
-
-
-@pytest.fixture(scope="module")
-def classifier():
-    keras.utils.set_random_seed(0)
-    return build_lstm_attention(units=8, attention_units=4)
 
 
 # ------------------------------------------------------------------ attention by hand
@@ -87,38 +76,60 @@ def test_attention_by_hand_rejects_bad_shapes():
 
 
 # ------------------------------------------------------------------ read-out
-def test_attention_readout(classifier, beats):
-    probs, weights = att.attention_readout(classifier, beats)
+def test_attention_readout(attention_lstm, beats):
+    exp = att.attention_readout(attention_lstm, beats)
+    probs, weights = exp.extras["probs"], exp.native
     assert probs.shape == (len(beats), len(config.CLASSES))
-    steps = classifier.get_layer("lstm").output.shape[1]
-    assert weights.shape == (len(beats), steps)
-    np.testing.assert_allclose(probs, classifier.predict(beats, verbose=0), atol=1e-6)
+    steps = attention_lstm.get_layer("lstm").output.shape[1]
+    assert weights.shape == (len(beats), steps) and exp.unit == "steps"
+    np.testing.assert_array_equal(exp.target, probs.argmax(axis=1))
+    np.testing.assert_allclose(probs, attention_lstm.predict(beats, verbose=0), atol=1e-6)
     assert att.weight_sum_error(weights) < 1e-5
+    # values: the weights spread over samples and leads, still summing to 1 per beat
+    assert exp.values.shape == beats.shape
+    np.testing.assert_allclose(exp.total(), 1.0, atol=1e-5)
+    f = config.WINDOW // steps
+    np.testing.assert_allclose(exp.per_time("signed")[:, ::f], weights / f, atol=1e-9)
     # the read-out is the layer's own alpha: recompute it by hand from the LSTM states
-    h = keras.Model(classifier.inputs, classifier.get_layer("lstm").output).predict(
+    h = keras.Model(attention_lstm.inputs, attention_lstm.get_layer("lstm").output).predict(
         beats, verbose=0)
-    _, alpha = att.additive_attention(h, *classifier.get_layer("attention").get_weights())
+    _, alpha = att.additive_attention(h, *attention_lstm.get_layer("attention").get_weights())
     np.testing.assert_allclose(weights, alpha, atol=1e-5)
+    np.testing.assert_array_equal(att.attention_readout(attention_lstm, beats, 2).target, 2)
     with pytest.raises(ValueError, match="one beat"):
-        att.attention_readout(classifier, beats[0])
+        att.attention_readout(attention_lstm, beats[0])
 
 
-def test_probs_with_weights(classifier, beats):
-    probs, weights = att.attention_readout(classifier, beats)
-    np.testing.assert_allclose(att.probs_with_weights(classifier, beats, weights), probs,
+def test_attention_readout_needs_an_attention_layer(fcn, beats):
+    with pytest.raises(ValueError, match="needs a layer 'attention'"):
+        att.attention_readout(fcn, beats)
+    with pytest.raises(ValueError, match="needs a layer 'attention'"):
+        att.probs_with_weights(fcn, beats)
+
+
+def test_probs_with_weights(attention_lstm, beats):
+    exp = att.attention_readout(attention_lstm, beats)
+    probs, weights = exp.extras["probs"], exp.native
+    np.testing.assert_allclose(att.probs_with_weights(attention_lstm, beats, weights), probs,
                                atol=1e-5)
-    uniform = att.probs_with_weights(classifier, beats, "uniform")
+    uniform = att.probs_with_weights(attention_lstm, beats, "uniform")
     np.testing.assert_allclose(uniform.sum(axis=1), 1.0, atol=1e-6)
     # uniform attention = mean pooling of the LSTM states, then the logits layer
-    h = keras.Model(classifier.inputs, classifier.get_layer("lstm").output).predict(
+    h = keras.Model(attention_lstm.inputs, attention_lstm.get_layer("lstm").output).predict(
         beats, verbose=0)
-    logits = np.asarray(classifier.get_layer("logits")(h.mean(axis=1)))
+    logits = np.asarray(attention_lstm.get_layer(LOGITS_LAYER)(h.mean(axis=1)))
     np.testing.assert_allclose(uniform, np.asarray(keras.ops.softmax(logits)), atol=1e-5)
     assert not np.allclose(uniform, probs, atol=1e-7)
     with pytest.raises(ValueError, match="uniform"):
-        att.probs_with_weights(classifier, beats, "random")
-    with pytest.raises(ValueError, match="steps"):
-        att.probs_with_weights(classifier, beats, weights[:, :10])
+        att.probs_with_weights(attention_lstm, beats, "random")
+    with pytest.raises(ValueError, match="weights must be"):
+        att.probs_with_weights(attention_lstm, beats, weights[:, :10])
+    with pytest.raises(ValueError, match="sum to 1"):
+        att.probs_with_weights(attention_lstm, beats, 2 * weights)
+    nan = weights.copy()
+    nan[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        att.probs_with_weights(attention_lstm, beats, nan)
 
 
 def test_weight_sum_error():
@@ -126,27 +137,8 @@ def test_weight_sum_error():
     assert att.weight_sum_error(np.array([[0.5, 0.6], [0.5, 0.5]])) == pytest.approx(0.1)
     with pytest.raises(ValueError):
         att.weight_sum_error(np.ones(4))
-
-
-@settings(max_examples=40, deadline=None)
-@given(arrays(np.float64, (3, 8), elements=st.floats(0, 1, allow_nan=False)),
-       st.sampled_from([8, 16, 64]))
-def test_upsample_and_pool_are_inverse(values, window):
-    up = att.upsample_steps(values, window)
-    assert up.shape == (3, window)
-    np.testing.assert_allclose(up.sum(axis=1), values.sum(axis=1), atol=1e-9)
-    np.testing.assert_allclose(att.pool_steps(up, 8), values, atol=1e-9)
-    rep = att.upsample_steps(values, window, preserve_sum=False)
-    np.testing.assert_allclose(rep[:, :: window // 8], values)
-
-
-def test_upsample_pool_errors():
-    with pytest.raises(ValueError, match="multiple"):
-        att.upsample_steps(np.ones((2, 3)), 256)
-    with pytest.raises(ValueError, match="multiple"):
-        att.pool_steps(np.ones((2, 256)), 3)
-    with pytest.raises(ValueError):
-        att.upsample_steps(np.ones(4), 256)
+    with pytest.raises(ValueError, match="finite"):
+        att.weight_sum_error(np.array([[np.nan, 1.0]]))
 
 
 def test_effective_steps():
@@ -154,36 +146,10 @@ def test_effective_steps():
     np.testing.assert_allclose(att.effective_steps(w), [2.0, 1.0, 4.0])
     with pytest.raises(ValueError):
         att.effective_steps(-w)
-
-
-def test_time_relevance():
-    a = np.array([[[1.0, -2.0], [0.5, 0.5]]])
-    np.testing.assert_allclose(att.time_relevance(a, "abs"), [[3.0, 1.0]])
-    np.testing.assert_allclose(att.time_relevance(a, "signed"), [[-1.0, 1.0]])
-    np.testing.assert_allclose(att.time_relevance(a[..., 0]), a[..., 0])
-    with pytest.raises(ValueError, match="mode"):
-        att.time_relevance(a, "square")
-
-
-# ------------------------------------------------------------------ agreement
-@settings(max_examples=40, deadline=None)
-@given(arrays(np.float64, (4, 12), elements=st.floats(-10, 10, allow_nan=False)))
-def test_rank_agreement_matches_scipy(a):
-    b = np.random.default_rng(2).normal(size=a.shape)
-    rho = att.rank_agreement(a, b)
-    for i in range(len(a)):
-        if np.ptp(a[i]) == 0:
-            assert np.isnan(rho[i])
-        else:
-            assert rho[i] == pytest.approx(spearmanr(a[i], b[i]).statistic, abs=1e-9)
-
-
-def test_rank_agreement_invariances():
-    a = RNG.normal(size=(5, 20))
-    np.testing.assert_allclose(att.rank_agreement(a, np.exp(a)), 1.0)  # monotone transform
-    np.testing.assert_allclose(att.rank_agreement(a, -a), -1.0)
-    with pytest.raises(ValueError, match="same shape"):
-        att.rank_agreement(a, a[:, :3])
+    with pytest.raises(ValueError, match="NaN"):
+        att.effective_steps(np.array([[np.nan, 1.0]]))
+    with pytest.raises(ValueError, match="sum to 1"):
+        att.effective_steps(2 * w)
 
 
 def test_top_k_overlap():
@@ -218,40 +184,18 @@ def test_tidy_table():
 
 
 # ------------------------------------------------------------------ perturbation
-def test_segment_relevance_and_top_segment():
+def test_top_segment():
     r = np.zeros((2, 256))
     r[0, 40:50] = 1.0  # segment 2 (32..48) and 3 (48..64)
     r[1, 250] = 3.0
-    seg = att.segment_relevance(r, 16)
-    assert seg.shape == (2, 16)
-    np.testing.assert_allclose(seg.sum(axis=1), r.sum(axis=1))
     np.testing.assert_array_equal(att.top_segment(r, 16), [2, 15])
-
-
-def test_remove_segment(beats):
-    out = att.remove_segment(beats[:3], np.array([0, 5, 15]), 16, fill="interpolate")
-    changed = np.any(out != beats[:3], axis=2)
-    assert not changed[0, 16:].any() and not changed[1, :80].any() and not changed[1, 96:].any()
-    assert not changed[2, :240].any()
-    # the gap of beat 1 (samples 80..95) is a straight line between samples 79 and 96
-    seg = out[1, 79:97, 0]
-    np.testing.assert_allclose(np.diff(seg), np.diff(seg)[0], atol=1e-5)
-    np.testing.assert_allclose(out[0, :16], np.broadcast_to(beats[0, 16], (16, 2)), atol=1e-6)
-    zero = att.remove_segment(beats[:1], np.array([3]), 16, fill="zero")
-    assert np.all(zero[0, 48:64] == 0) and np.all(zero[0, :48] == beats[0, :48])
-    with pytest.raises(ValueError, match="fill"):
-        att.remove_segment(beats[:1], np.array([3]), fill="noise")
-    with pytest.raises(ValueError, match="one index per beat"):
-        att.remove_segment(beats[:2], np.array([3]))
-    with pytest.raises(ValueError, match="segment indices"):
-        att.remove_segment(beats[:1], np.array([16]))
 
 
 def _segment_detector(segment: int, n_segments: int = 16) -> keras.Model:
     """Class 1's logit = 4 x the mean of lead 0 over one segment; other logits 0."""
     inputs = keras.Input((config.WINDOW, 2))
     flat = keras.layers.Flatten()(inputs)
-    dense = keras.layers.Dense(len(config.CLASSES), name="logits")
+    dense = keras.layers.Dense(len(config.CLASSES), name=LOGITS_LAYER)
     logits = dense(flat)
     w = np.zeros((config.WINDOW * 2, len(config.CLASSES)), dtype=np.float32)
     size = config.WINDOW // n_segments
@@ -268,16 +212,22 @@ def test_perturbation_test_finds_the_relevant_segment():
     good[:, 100] = 1.0  # points at segment 6
     bad = np.zeros((4, config.WINDOW))
     bad[:, 200] = 1.0  # points at segment 12
-    table = att.perturbation_test(model, X, 1, {"good": good, "bad": bad}, fill="zero")
+    table = att.perturbation_test(model, X, 1, {"good": good, "bad": bad}, how="zero")
     assert list(table.columns) == ["p_original", "drop good", "segment good", "drop bad",
                                    "segment bad", "drop random", "segment random"]
     assert np.all(table["segment good"] == 6) and np.all(table["segment bad"] == 12)
     assert np.all(table["drop good"] > 0.5)
     np.testing.assert_allclose(table["drop bad"], 0.0, atol=1e-6)
-    again = att.perturbation_test(model, X, np.ones(4, int), {"good": good}, fill="zero")
+    again = att.perturbation_test(model, X, np.ones(4, int), {"good": good}, how="zero")
     np.testing.assert_array_equal(again["segment random"], table["segment random"])
-    with pytest.raises(ValueError, match="beats"):
+    # an Explanation is read through its signed per-time sum; interpolation removes the bump
+    exp = Explanation(np.repeat(good[:, :, None], 2, axis=2), np.ones(4), "toy")
+    line = att.perturbation_test(model, X, 1, {"good": exp}, how="interpolate")
+    assert np.all(line["segment good"] == 6) and np.all(line["drop good"] > 0.5)
+    with pytest.raises(ValueError, match="must be finite"):
         att.perturbation_test(model, X, 1, {"good": good[:2]})
+    with pytest.raises(ValueError, match=r"\[0, 8\)"):
+        att.perturbation_test(model, X, 9, {"good": good})
 
 
 # ------------------------------------------------------------------ autoencoder

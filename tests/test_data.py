@@ -145,26 +145,26 @@ def test_normalise_invertible(n, window, leads):
     np.testing.assert_allclose(z * std[:, None] + mean[:, None], beats, rtol=1e-4, atol=1e-4)
 
 
-def test_all_beats_match_published_totals(beats):
-    total_annotated = beats.annotated
+def test_all_beats_match_published_totals(mitdb_beats):
+    total_annotated = mitdb_beats.annotated
     assert total_annotated == config.PUBLISHED_TOTALS
-    kept = beats.class_counts()
+    kept = mitdb_beats.class_counts()
     for c in config.CLASSES:
-        assert kept[c] + beats.dropped_edge.get(c, 0) == config.PUBLISHED_TOTALS[c]
-    assert sum(beats.dropped_edge.values()) < 200  # only beats at record edges are lost
-    assert beats.X.shape == (len(beats), config.WINDOW, 2)
-    assert np.isfinite(beats.X).all()
-    assert set(np.unique(beats.record)) == set(data.RECORDS)
-    np.testing.assert_allclose(beats.millivolts(0), beats.millivolts(slice(0, 1))[0])
+        assert kept[c] + mitdb_beats.dropped_edge.get(c, 0) == config.PUBLISHED_TOTALS[c]
+    assert sum(mitdb_beats.dropped_edge.values()) < 200  # only beats at record edges are lost
+    assert mitdb_beats.X.shape == (len(mitdb_beats), config.WINDOW, 2)
+    assert np.isfinite(mitdb_beats.X).all()
+    assert set(np.unique(mitdb_beats.record)) == set(data.RECORDS)
+    np.testing.assert_allclose(mitdb_beats.millivolts(0), mitdb_beats.millivolts(slice(0, 1))[0])
 
 
-def test_cache_is_keyed_by_settings(beats, mitdb_dir):
-    key_default = data._cache_path(beats.settings)
-    other = dict(beats.settings, window=128)
+def test_cache_is_keyed_by_settings(mitdb_beats, mitdb_dir):
+    key_default = data._cache_path(mitdb_beats.settings)
+    other = dict(mitdb_beats.settings, window=128)
     assert data._cache_path(other) != key_default
     assert key_default.is_file()
     again = data.load_beats(db_dir=mitdb_dir, progress=False)
-    np.testing.assert_array_equal(again.y, beats.y)
+    np.testing.assert_array_equal(again.y, mitdb_beats.y)
 
 
 def test_load_beats_small_window_is_separate_cache(mitdb_dir):
@@ -175,26 +175,26 @@ def test_load_beats_small_window_is_separate_cache(mitdb_dir):
 
 
 @pytest.mark.parametrize("name", ["holdout", "patient"])
-def test_splits_disjoint_and_complete(beats, name):
-    split = data.get_split(beats, name)
+def test_splits_disjoint_and_complete(mitdb_beats, name):
+    split = data.get_split(mitdb_beats, name)
     split.check_disjoint()
-    assert len(split.train) + len(split.val) + len(split.test) == len(beats)
+    assert len(split.train) + len(split.val) + len(split.test) == len(mitdb_beats)
     for part in (split.train, split.test):
-        assert set(np.unique(beats.y[part])) == set(range(8)), "every class on both sides"
+        assert set(np.unique(mitdb_beats.y[part])) == set(range(8)), "every class on both sides"
 
 
-def test_patient_split_has_no_shared_record(beats):
-    split = data.patient_split(beats)
-    train_records = set(beats.record[np.concatenate([split.train, split.val])])
-    test_records = set(beats.record[split.test])
+def test_patient_split_has_no_shared_record(mitdb_beats):
+    split = data.patient_split(mitdb_beats)
+    train_records = set(mitdb_beats.record[np.concatenate([split.train, split.val])])
+    test_records = set(mitdb_beats.record[split.test])
     assert not train_records & test_records
     assert train_records | test_records == set(data.RECORDS)
 
 
-def test_holdout_is_stratified(beats):
-    split = data.holdout_split(beats)
-    full = np.bincount(beats.y, minlength=8) / len(beats)
-    test = np.bincount(beats.y[split.test], minlength=8) / len(split.test)
+def test_holdout_is_stratified(mitdb_beats):
+    split = data.holdout_split(mitdb_beats)
+    full = np.bincount(mitdb_beats.y, minlength=8) / len(mitdb_beats)
+    test = np.bincount(mitdb_beats.y[split.test], minlength=8) / len(split.test)
     np.testing.assert_allclose(test, full, atol=2e-3)
 
 
@@ -234,6 +234,23 @@ def test_validate_beats_messages():
     bad[0, 0, 0] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         data.validate_beats(bad)
+    with pytest.raises(ValueError, match="leads-first"):
+        data.validate_beats(np.zeros((3, 2, config.WINDOW)))
+    with pytest.raises(ValueError, match="no beats"):
+        data.validate_beats(np.zeros((0, config.WINDOW, 2)))
+    with pytest.raises(ValueError, match="numeric"):
+        data.validate_beats([["a"]])
+
+
+def test_wave_windows():
+    w = config.wave_windows()
+    assert list(w) == list(config.WAVE_WINDOWS)
+    a, b = w["QRS"]
+    assert (a, b) == (config.R_OFFSET - 11, config.R_OFFSET + 11)   # +-0.06 s at 180 Hz
+    custom = config.wave_windows(windows={"QRS": (-0.10, 0.14)})
+    assert custom == {"QRS": (config.R_OFFSET - 18, config.R_OFFSET + 25)}
+    with pytest.raises(ValueError, match="empty"):
+        config.wave_windows(windows={"QRS": (0.1, 0.1)})
 
 
 def test_class_index():

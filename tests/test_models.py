@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from utils import config, models
+from utils.explain import predict_scores
 
 X = np.random.default_rng(0).normal(size=(4, config.WINDOW, 2)).astype(np.float32)
 
@@ -16,7 +17,7 @@ def test_classifier_outputs_probabilities(builder):
     probs = models.predict_proba(model, X)
     assert probs.shape == (4, len(config.CLASSES))
     np.testing.assert_allclose(probs.sum(axis=1), 1, atol=1e-5)
-    logits = models.logits_model(model).predict(X, verbose=0)
+    logits = predict_scores(model, X, "logits")
     exp = np.exp(logits - logits.max(1, keepdims=True))
     np.testing.assert_allclose(exp / exp.sum(1, keepdims=True), probs, atol=1e-5)
 

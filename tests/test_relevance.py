@@ -8,8 +8,7 @@ from hypothesis.extra.numpy import arrays
 
 from utils import config
 from utils.relevance import (class_means, lead_share, normalise_per_beat, region_share,
-                             relevance_vs_probability, summarise_relevance_probability,
-                             wave_regions)
+                             relevance_vs_probability, summarise_relevance_probability)
 
 
 @settings(max_examples=30, deadline=None)
@@ -50,8 +49,8 @@ def test_lead_share_rows_sum_to_one_and_find_the_lead():
         lead_share(r[:, :, :1], np.zeros(6, int))
 
 
-def test_wave_regions_tile_the_window():
-    regions = wave_regions()
+def test_wave_windows_tile_the_window():
+    regions = config.wave_windows()
     bounds = list(regions.values())
     assert bounds[0][0] == 0 and bounds[-1][1] == config.WINDOW
     assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
@@ -61,7 +60,7 @@ def test_wave_regions_tile_the_window():
 
 def test_region_share_locates_relevance():
     r = np.zeros((2, config.WINDOW, 2))
-    a, b = wave_regions()["QRS"]
+    a, b = config.wave_windows()["QRS"]
     r[0, a:b, 0] = 1.0                   # all relevance in the QRS
     r[1, :10, 1] = -2.0                  # all before the P wave (sign ignored)
     table = region_share(r, np.array([3, 0]))
@@ -86,3 +85,26 @@ def test_relevance_vs_probability_table_and_summary():
     assert s["n_misclassified"] == 4
     with pytest.raises(ValueError, match="probs"):
         relevance_vs_probability(r, probs[:3], y, y)
+
+
+def test_bad_maps_and_labels_are_rejected():
+    r = np.ones((3, 16, 2))
+    with pytest.raises(ValueError, match=r"\[0, 8\)"):
+        class_means(r, np.array([0, 1, 9]))
+    with pytest.raises(ValueError, match=r"\[0, 8\)"):
+        lead_share(r, np.array([0, 1, 9]))
+    nan = r.copy()
+    nan[1, 3, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        lead_share(nan, np.array([0, 1, 2]))
+    with pytest.raises(ValueError, match="non-empty"):
+        normalise_per_beat(np.zeros((0, 16)))
+
+
+def test_explanations_are_accepted():
+    from utils.explain import Explanation
+
+    v = np.random.default_rng(0).normal(size=(4, config.WINDOW, 2))
+    exp = Explanation(v, [0, 1, 0, 1], "toy")
+    np.testing.assert_allclose(normalise_per_beat(exp), normalise_per_beat(v))
+    assert region_share(exp, exp.target).shape[0] == 2

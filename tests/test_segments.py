@@ -51,10 +51,6 @@ def test_bad_segment_count():
         segments.segment_bounds(10, 11)
 
 
-def test_to_samples_and_labels():
-    values = np.array([1.0, 2.0, 3.0, 4.0])
-    spread = segments.to_samples(values, window=8, n_segments=2, leads=2)
-    assert spread.shape == (8, 2)
-    assert spread[0, 0] == 1 and spread[7, 0] == 2 and spread[0, 1] == 3 and spread[7, 1] == 4
+def test_labels():
     labels = segments.segment_labels(n_segments=2)
     assert len(labels) == 4 and labels[0].startswith("lead0 -0.62")

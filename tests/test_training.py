@@ -49,8 +49,8 @@ def _small(beats):
                                                               "217", "212"])))
 
 
-def test_train_save_load_round_trip(tiny_spec, beats):
-    small = _small(beats)
+def test_train_save_load_round_trip(tiny_spec, mitdb_beats):
+    small = _small(mitdb_beats)
     cfg = training.train("tiny", data=small, verbose=0)
     assert cfg["epochs_run"] == 1 and 0 <= cfg["test"]["accuracy"] <= 1
     assert len(training.read_history("tiny")["loss"]) == 1
@@ -61,8 +61,8 @@ def test_train_save_load_round_trip(tiny_spec, beats):
     np.testing.assert_allclose(predict_proba(model, X), predict_proba(again, X), atol=1e-6)
 
 
-def test_load_refuses_stale_config(tiny_spec, beats, monkeypatch):
-    training.train("tiny", data=_small(beats), verbose=0)
+def test_load_refuses_stale_config(tiny_spec, mitdb_beats, monkeypatch):
+    training.train("tiny", data=_small(mitdb_beats), verbose=0)
     changed = dataclasses.replace(tiny_spec, epochs=2)
     monkeypatch.setitem(training.MODEL_SPECS, "tiny", changed)
     with pytest.raises(ValueError, match="make models"):
@@ -96,17 +96,18 @@ def test_prior_shift_undoes_subsampling_and_weights():
 
 
 def test_calibrate_prior_moves_only_the_logit_bias():
-    from utils.models import build_fcn, logits_model
+    from utils.explain import predict_scores
+    from utils.models import build_fcn
 
     model = build_fcn(filters=(4, 4, 4))
     rng = np.random.default_rng(0)
     X = rng.normal(size=(40, config.WINDOW, 2)).astype(np.float32)
-    before = logits_model(model).predict(X, verbose=0)
+    before = predict_scores(model, X)
     shift = np.zeros(len(config.CLASSES))
     shift[0] = 100.0  # a huge push towards class 0 makes every prediction N
     y = np.zeros(40, dtype=int)
     lam = training.calibrate_prior(model, X, y, shift)
-    after = logits_model(model).predict(X, verbose=0)
+    after = predict_scores(model, X)
     assert lam > 0
     np.testing.assert_allclose(after - before, np.broadcast_to(lam * shift, after.shape),
                                atol=1e-3)

@@ -2,17 +2,18 @@
 
 * Reference implementations of additive (Bahdanau) and dot-product (Luong) attention in NumPy,
   so the weights of the Keras layers in :mod:`utils.models` can be recomputed by hand.
-* :func:`attention_readout` - class probabilities and attention weights of the LSTM + attention
-  classifier; :func:`upsample_steps` puts per-step values (one per LSTM step) on the beat's
-  256 samples so they can be drawn on the ECG and compared with sample-level attributions.
-* :func:`rank_agreement` / :func:`top_k_overlap` - per-beat agreement of two relevance maps
-  (Spearman rank correlation, shared top-k steps), summarised per class by
+* :func:`attention_readout` - the attention weights of the LSTM + attention classifier as an
+  :class:`~utils.explain.Explanation` (``native``: one weight per LSTM step; ``values``: spread
+  over the beat's samples by :func:`utils.explain.to_samples`, still summing to 1) and
+  :func:`probs_with_weights` (the classifier with its attention replaced).
+* :func:`top_k_overlap` - per-beat agreement of two relevance maps (shared top-k steps; the
+  rank correlation is :func:`utils.explain.rank_agreement`), summarised per class by
   :func:`summarise_by_class`.
 * :func:`perturbation_test` - remove the most relevant time segment according to each method
-  and measure the drop of the class probability (a faithfulness check, Jain & Wallace 2019).
+  (:func:`utils.perturb.fill`) and measure the drop of the class probability (a faithfulness
+  check, Jain & Wallace 2019).
 * Attention autoencoder: :func:`reconstruction_errors`, :func:`encoder_attention`,
-  :func:`detection_table` (reconstruction error as an abnormality score) and
-  :func:`plot_alignment`.
+  :func:`diagonal_mass`, :func:`detection_table`, :func:`plot_alignment`.
 """
 from __future__ import annotations
 
@@ -21,12 +22,14 @@ from typing import Mapping
 import numpy as np
 
 from . import config
+from .explain import (LOGITS_LAYER, Explanation, check_beats, check_output, check_targets,
+                      predict_scores, require_layer, segment_sums, to_samples)
 
 __all__ = [
-    "additive_attention", "dot_product_attention", "attention_readout", "upsample_steps",
-    "weight_sum_error", "effective_steps", "probs_with_weights", "time_relevance", "pool_steps", "rank_agreement", "top_k_overlap",
-    "summarise_by_class", "tidy_table", "segment_relevance", "top_segment", "remove_segment",
-    "perturbation_test", "reconstruction_errors", "encoder_attention", "diagonal_mass", "detection_table",
+    "additive_attention", "dot_product_attention", "attention_readout", "probs_with_weights",
+    "check_weights", "weight_sum_error", "effective_steps", "top_k_overlap",
+    "summarise_by_class", "tidy_table", "top_segment", "perturbation_test",
+    "reconstruction_errors", "encoder_attention", "diagonal_mass", "detection_table",
     "step_time", "plot_alignment", "plot_relevance_lines",
 ]
 
@@ -90,19 +93,43 @@ def dot_product_attention(queries: np.ndarray, keys: np.ndarray,
 # --------------------------------------------------------------------------------------------
 # Reading out the classifier's attention
 # --------------------------------------------------------------------------------------------
-def attention_readout(model, X: np.ndarray, batch_size: int = 512
-                      ) -> tuple[np.ndarray, np.ndarray]:
-    """``(probs (n, classes), weights (n, steps))`` of an LSTM + attention classifier.
+def attention_readout(model, X: np.ndarray, targets=None, *, output: str = "logits"
+                      ) -> Explanation:
+    """The attention weights of an LSTM + attention classifier (layer ``attention``, built by
+    ``utils.models.build_lstm_attention``) as an explanation.
 
-    ``model`` is built by ``utils.models.build_lstm_attention`` (layer ``attention``); the
-    weights have one value per LSTM step (``window // pool``) and sum to 1 per beat.
+    ``native`` (n, steps): one weight per LSTM step (``window // pool``), summing to 1 per
+    beat; ``values``: each weight spread over the samples of its step and split between the
+    leads (sums preserved). The weights do not depend on the class: ``targets`` (default the
+    predicted class) and ``output`` only label the result. ``extras["probs"]``: (n, classes).
     """
-    from .data import validate_beats
     from .models import attention_model
 
-    X = validate_beats(X, window=model.input_shape[1], leads=model.input_shape[2])
-    probs, weights = attention_model(model).predict(X, batch_size=batch_size, verbose=0)
-    return np.asarray(probs), np.asarray(weights)
+    check_output(output)
+    X = check_beats(model, X)
+    require_layer(model, "attention", "the attention read-out (an LSTM + attention model)")
+    t = None if targets is None else check_targets(targets, len(X), model.output_shape[-1])
+    probs, weights = attention_model(model).predict(X, batch_size=512, verbose=0)
+    probs, weights = np.asarray(probs, np.float64), np.asarray(weights, np.float64)
+    t = probs.argmax(axis=1) if t is None else t
+    values = to_samples(weights, "steps", X.shape[1], X.shape[2], preserve_sum=True)
+    return Explanation(values, t, "attention", output, native=weights, unit="steps",
+                       extras={"probs": probs})
+
+
+def check_weights(weights, n: int | None = None, steps: int | None = None,
+                  atol: float = 1e-4) -> np.ndarray:
+    """Attention weights as a float (n, steps) array: finite, non-negative, each row summing
+    to 1 (within ``atol``); otherwise a ``ValueError`` saying what is wrong."""
+    w = np.asarray(weights, dtype=np.float64)
+    if w.ndim != 2 or len(w) == 0 or (n is not None and w.shape != (n, steps)):
+        want = "(n, steps)" if n is None else str((n, steps))
+        raise ValueError(f"weights must be {want}, got shape {w.shape}")
+    if not np.all(np.isfinite(w)):
+        raise ValueError("weights contain NaN or infinite values")
+    if np.any(w < 0) or np.max(np.abs(w.sum(axis=1) - 1.0)) > atol:
+        raise ValueError("attention weights must be non-negative and sum to 1 per beat")
+    return w
 
 
 def probs_with_weights(model, X: np.ndarray, weights: np.ndarray | str = "uniform",
@@ -111,55 +138,34 @@ def probs_with_weights(model, X: np.ndarray, weights: np.ndarray | str = "unifor
 
     The LSTM states ``h`` are computed as usual, then pooled with ``weights`` (n, steps) - or
     ``'uniform'`` (1/steps everywhere, i.e. plain mean pooling) - instead of the learned
-    ``alpha``, and passed through the classifier's own ``logits`` layer and a softmax. The
+    ``alpha``, and passed through the classifier's own logits layer and a softmax. The
     uniform case is the first test of Wiegreffe & Pinter (2019): if accuracy barely changes,
     the model does not need its attention.
     """
     import keras
 
-    from .data import validate_beats
-
-    X = validate_beats(X, window=model.input_shape[1], leads=model.input_shape[2])
-    h = keras.Model(model.inputs, model.get_layer("lstm").output).predict(
-        X, batch_size=batch_size, verbose=0)
+    X = check_beats(model, X)
+    require_layer(model, "attention", "probs_with_weights (an LSTM + attention model)")
+    head = require_layer(model, LOGITS_LAYER, "probs_with_weights")
+    h = keras.Model(model.inputs, require_layer(model, "lstm", "probs_with_weights").output
+                    ).predict(X, batch_size=batch_size, verbose=0)
     steps = h.shape[1]
     if isinstance(weights, str):
         if weights != "uniform":
             raise ValueError(f"weights must be an array or 'uniform', got {weights!r}")
         w = np.full((len(X), steps), 1.0 / steps)
     else:
-        w = np.asarray(weights, dtype=float)
-        if w.shape != (len(X), steps):
-            raise ValueError(f"weights must be (n, steps) = {(len(X), steps)}, got {w.shape}")
+        w = check_weights(weights, len(X), steps)
     context = np.einsum("nt,ntd->nd", w, h).astype(np.float32)
-    logits = np.asarray(model.get_layer("logits")(context))
-    return _softmax(logits.astype(np.float64))
-
-
-def upsample_steps(values: np.ndarray, window: int = config.WINDOW,
-                   preserve_sum: bool = True) -> np.ndarray:
-    """Spread per-step values (n, steps) over the beat's samples: (n, window).
-
-    Step ``i`` covers samples ``[i*f, (i+1)*f)`` with ``f = window // steps`` (the average
-    pooling in front of the LSTM). With ``preserve_sum`` each sample gets ``value / f`` so that
-    the sum per beat is unchanged (attention still sums to 1); otherwise values are repeated.
-    """
-    values = np.asarray(values, dtype=float)
-    if values.ndim != 2:
-        raise ValueError(f"values must be (n, steps), got shape {values.shape}")
-    steps = values.shape[1]
-    if steps == 0 or window % steps:
-        raise ValueError(f"window {window} is not a multiple of the {steps} steps")
-    factor = window // steps
-    out = np.repeat(values, factor, axis=1)
-    return out / factor if preserve_sum else out
+    return _softmax(np.asarray(head(context)).astype(np.float64))
 
 
 def weight_sum_error(weights: np.ndarray) -> float:
     """Largest ``|sum_t alpha_t - 1|`` over the beats (0 for proper attention weights)."""
     weights = np.asarray(weights, dtype=float)
-    if weights.ndim != 2:
-        raise ValueError(f"weights must be (n, steps), got shape {weights.shape}")
+    if weights.ndim != 2 or len(weights) == 0 or not np.all(np.isfinite(weights)):
+        raise ValueError(f"weights must be a finite, non-empty (n, steps) array, got "
+                         f"shape {weights.shape}")
     return float(np.max(np.abs(weights.sum(axis=1) - 1.0)))
 
 
@@ -169,10 +175,7 @@ def effective_steps(weights: np.ndarray) -> np.ndarray:
     Equals ``k`` when the attention is spread evenly over ``k`` steps (1 = a single step,
     ``steps`` = uniform); a readable measure of how peaked the attention is.
     """
-    w = np.asarray(weights, dtype=float)
-    if w.ndim != 2 or np.any(w < 0):
-        raise ValueError("weights must be a non-negative (n, steps) array")
-    p = w / w.sum(axis=1, keepdims=True)
+    p = check_weights(weights)
     with np.errstate(divide="ignore", invalid="ignore"):
         ent = -np.where(p > 0, p * np.log(p), 0.0).sum(axis=1)
     return np.exp(ent)
@@ -181,58 +184,14 @@ def effective_steps(weights: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 # Agreement between relevance maps
 # --------------------------------------------------------------------------------------------
-def time_relevance(attributions: np.ndarray, mode: str = "abs") -> np.ndarray:
-    """One relevance value per sample: (n, window, leads) -> (n, window).
-
-    ``mode='abs'`` sums the magnitudes over leads (how much a time step matters, either way),
-    ``'signed'`` sums the signed values (evidence for the class minus evidence against).
-    (n, window) input is returned unchanged (already one value per sample).
-    """
-    a = np.asarray(attributions, dtype=float)
-    if mode not in ("abs", "signed"):
-        raise ValueError(f"mode must be 'abs' or 'signed', got {mode!r}")
-    if a.ndim == 2:
-        return a
-    if a.ndim != 3:
-        raise ValueError(f"attributions must be (n, window, leads), got shape {a.shape}")
-    return np.abs(a).sum(axis=2) if mode == "abs" else a.sum(axis=2)
-
-
-def pool_steps(relevance: np.ndarray, steps: int) -> np.ndarray:
-    """Sum (n, window) relevance into ``steps`` equal blocks: (n, steps) (e.g. LSTM steps)."""
-    r = np.asarray(relevance, dtype=float)
-    if r.ndim != 2:
-        raise ValueError(f"relevance must be (n, window), got shape {r.shape}")
-    if steps < 1 or r.shape[1] % steps:
-        raise ValueError(f"window {r.shape[1]} is not a multiple of {steps} steps")
-    return r.reshape(len(r), steps, -1).sum(axis=2)
-
-
 def _check_pair(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if a.shape != b.shape or a.ndim != 2:
         raise ValueError(f"need two (n, steps) arrays of the same shape, got {a.shape} and "
                          f"{b.shape}")
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+        raise ValueError("relevance maps contain NaN or infinite values")
     return a, b
-
-
-def rank_agreement(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Spearman rank correlation between ``a[i]`` and ``b[i]`` for every beat: (n,).
-
-    Ties get average ranks (scipy's ``rankdata``); a beat where either map is constant has no
-    defined correlation and gets NaN.
-    """
-    from scipy.stats import rankdata
-
-    a, b = _check_pair(a, b)
-    ra = rankdata(a, axis=1)
-    rb = rankdata(b, axis=1)
-    ra -= ra.mean(axis=1, keepdims=True)
-    rb -= rb.mean(axis=1, keepdims=True)
-    denom = np.sqrt((ra ** 2).sum(axis=1) * (rb ** 2).sum(axis=1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        rho = (ra * rb).sum(axis=1) / denom
-    return np.where(denom > 0, rho, np.nan)
 
 
 def top_k_overlap(a: np.ndarray, b: np.ndarray, k: int) -> np.ndarray:
@@ -282,88 +241,51 @@ def summarise_by_class(values: Mapping[str, np.ndarray], y: np.ndarray,
 # --------------------------------------------------------------------------------------------
 # Perturbation test
 # --------------------------------------------------------------------------------------------
-def segment_relevance(relevance: np.ndarray, n_segments: int = 16) -> np.ndarray:
-    """Sum (n, window) relevance over the time segments of ``utils.segments``: (n, n_segments)."""
-    from .segments import segment_bounds
-
-    r = np.asarray(relevance, dtype=float)
-    if r.ndim != 2:
-        raise ValueError(f"relevance must be (n, window), got shape {r.shape}")
-    bounds = segment_bounds(r.shape[1], n_segments)
-    return np.stack([r[:, a:b].sum(axis=1) for a, b in bounds], axis=1)
-
-
 def top_segment(relevance: np.ndarray, n_segments: int = 16) -> np.ndarray:
-    """Index of the time segment with the largest summed relevance, per beat: (n,)."""
-    return np.argmax(segment_relevance(relevance, n_segments), axis=1)
-
-
-def remove_segment(X: np.ndarray, segments: np.ndarray, n_segments: int = 16,
-                   fill: str = "interpolate") -> np.ndarray:
-    """Copy of beats ``X`` (n, window, leads) with time segment ``segments[i]`` of beat i
-    removed on every lead.
-
-    ``fill='interpolate'`` draws a straight line between the samples just outside the segment
-    (the beat keeps a plausible shape, only the waveform inside is gone); ``'zero'`` puts the
-    z-scored beat's mean (0) there.
-    """
-    from .segments import segment_bounds
-
-    X = np.array(X, dtype=np.float32, copy=True)
-    segments = np.asarray(segments)
-    if X.ndim != 3:
-        raise ValueError(f"X must be (n, window, leads), got shape {X.shape}")
-    if segments.shape != (len(X),):
-        raise ValueError(f"segments must have one index per beat ({len(X)}), got "
-                         f"{segments.shape}")
-    if fill not in ("interpolate", "zero"):
-        raise ValueError(f"fill must be 'interpolate' or 'zero', got {fill!r}")
-    if np.any((segments < 0) | (segments >= n_segments)):
-        raise ValueError(f"segment indices must be in [0, {n_segments})")
-    bounds = segment_bounds(X.shape[1], n_segments)
-    window = X.shape[1]
-    for i, s in enumerate(segments):
-        a, b = bounds[s]
-        if fill == "zero":
-            X[i, a:b] = 0.0
-            continue
-        left = X[i, a - 1] if a > 0 else X[i, b % window]
-        right = X[i, b] if b < window else left
-        w = (np.arange(a, b) - (a - 1)) / (b - a + 1)
-        X[i, a:b] = left[None, :] * (1 - w[:, None]) + right[None, :] * w[:, None]
-    return X
+    """Index of the time segment with the largest summed (n, window) relevance, per beat."""
+    return np.argmax(segment_sums(np.asarray(relevance, dtype=float), n_segments), axis=1)
 
 
 def perturbation_test(model, X: np.ndarray, targets, relevances: Mapping[str, np.ndarray],
-                      n_segments: int = 16, fill: str = "interpolate",
+                      n_segments: int = 16, how: str = "interpolate",
                       random_baseline: bool = True, seed: int = config.SEED):
     """Remove each method's most relevant time segment and measure the probability drop.
 
-    ``relevances`` maps a method name to (n, window) relevance (higher = more important for
+    ``relevances`` maps a method name to (n, window) relevance or an
+    :class:`~utils.explain.Explanation` (its signed per-time sum; higher = more important for
     the target class). For every beat and method the top segment (:func:`top_segment`) is
-    removed (:func:`remove_segment`) and ``p_target(x) - p_target(x without segment)`` is
-    recorded. ``random_baseline`` adds a uniformly random segment per beat (fixed ``seed``) as
-    the chance level. Returns a DataFrame with one row per beat: columns ``drop <method>`` and
-    ``segment <method>``, plus ``p_original``.
+    replaced on every lead with :func:`utils.perturb.fill` (``how='interpolate'``: a straight
+    line, the beat keeps a plausible shape; ``'zero'``: the z-scored beat's mean) and
+    ``p_target(x) - p_target(x without segment)`` is recorded. ``random_baseline`` adds a
+    uniformly random segment per beat (fixed ``seed``) as the chance level. Returns a DataFrame
+    with one row per beat: columns ``drop <method>`` and ``segment <method>``, plus
+    ``p_original``.
     """
     import pandas as pd
 
-    from .models import predict_proba
+    from .perturb import fill
+    from .segments import segment_mask
 
-    X = np.asarray(X, dtype=np.float32)
+    X = check_beats(model, X)
     n = len(X)
-    targets = np.broadcast_to(np.asarray(targets, dtype=int), (n,))
-    chosen = {name: top_segment(r, n_segments) for name, r in relevances.items()}
-    for name, r in relevances.items():
-        if np.shape(r)[0] != n:
-            raise ValueError(f"relevance {name!r} has {np.shape(r)[0]} beats, X has {n}")
+    targets = check_targets(targets, n, model.output_shape[-1])
+    maps = {name: r.per_time("signed") if isinstance(r, Explanation) else np.asarray(r, float)
+            for name, r in relevances.items()}
+    for name, r in maps.items():
+        if r.shape != X.shape[:2] or not np.all(np.isfinite(r)):
+            raise ValueError(f"relevance {name!r} must be finite (n, window) = {X.shape[:2]}, "
+                             f"got {r.shape}")
+    chosen = {name: top_segment(r, n_segments) for name, r in maps.items()}
     if random_baseline:
         chosen["random"] = np.random.default_rng(seed).integers(0, n_segments, size=n)
+    time_masks = segment_mask(X.shape[1], n_segments, 1)[:, :, 0]          # (segments, window)
     rows = np.arange(n)
-    p0 = predict_proba(model, X)[rows, targets]
+    p0 = predict_scores(model, X, "probs")[rows, targets]
     # One batch for all perturbed copies: fewer (slow) Keras predict calls.
-    batch = np.concatenate([remove_segment(X, seg, n_segments, fill) for seg in chosen.values()])
-    p = predict_proba(model, batch)[np.arange(len(batch)), np.tile(targets, len(chosen))]
+    batch = np.concatenate([
+        fill(X, np.repeat(time_masks[seg][:, :, None], X.shape[2], axis=2), how, seed=seed)
+        for seg in chosen.values()])
+    p = predict_scores(model, batch, "probs")[np.arange(len(batch)), np.tile(targets, len(chosen))]
     out = {"p_original": p0}
     for j, (name, seg) in enumerate(chosen.items()):
         out[f"drop {name}"] = p0 - p[j * n:(j + 1) * n]
@@ -490,7 +412,8 @@ def plot_relevance_lines(beat: np.ndarray, maps: Mapping[str, np.ndarray], ax=No
     """
     import matplotlib.pyplot as plt
 
-    from .plotting import LEAD_NAMES, beat_time
+    from .config import LEAD_NAMES
+    from .plotting import beat_time
 
     beat = np.asarray(beat, dtype=float)
     if beat.ndim != 2:

@@ -5,9 +5,9 @@ For a network ``features -> GAP -> Dense`` the class score (logit) of class ``c`
     z_c = b_c + sum_k w_kc * mean_t A_k(t) = b_c + mean_t CAM_c(t),  CAM_c(t) = sum_k w_kc A_k(t)
 
 where ``A`` (time, channels) are the feature maps of the last convolution block (layer
-``conv_last``) and ``w``/``b`` the weights of the ``logits`` Dense layer. The CAM therefore needs
-no gradients and decomposes the class score exactly; :func:`cam_score_decomposition` returns
-both sides of that identity so that it can be checked numerically.
+``conv_last``) and ``w``/``b`` the weights of the logits Dense layer. The CAM therefore needs
+no gradients and decomposes the class score exactly: :func:`class_activation_map` reports the
+gap of that identity per beat in ``Explanation.delta``.
 
 Written by hand (a few lines of linear algebra) because none of the pinned libraries (alibi,
 shap, lime) implements CAM; Grad-CAM lives in ``utils/gradcam.py``.
@@ -16,69 +16,46 @@ from __future__ import annotations
 
 import numpy as np
 
-from .data import format_targets
+from .explain import (LOGITS_LAYER, Explanation, check_beats, check_output, check_targets,
+                      completeness_gap, predict_scores, require_layer)
 
+#: The last convolution block of :func:`utils.models.build_fcn` (feature maps of CAM/Grad-CAM).
 FEATURE_LAYER = "conv_last"
-LOGITS_LAYER = "logits"
 
 
-def _check_gap_model(model) -> None:
-    names = {layer.name for layer in model.layers}
-    missing = {FEATURE_LAYER, LOGITS_LAYER} - names
-    if missing:
-        raise ValueError(f"CAM needs a GAP network with layers {FEATURE_LAYER!r} and "
-                         f"{LOGITS_LAYER!r} (utils.models.build_fcn); missing {sorted(missing)}")
-
-
-def feature_maps(model, X: np.ndarray, batch_size: int = 512) -> np.ndarray:
-    """Activations of the last convolution block ``conv_last``: (n, time, channels)."""
+def feature_maps(model, X: np.ndarray, layer: str = FEATURE_LAYER, batch_size: int = 512
+                 ) -> np.ndarray:
+    """Activations of ``layer`` (default the last convolution block): (n, time, channels)."""
     import keras
 
-    from .data import validate_beats
-
-    _check_gap_model(model)
-    X = validate_beats(X, window=model.input_shape[1], leads=model.input_shape[2])
-    extractor = keras.Model(model.inputs, model.get_layer(FEATURE_LAYER).output)
+    X = check_beats(model, X)
+    out = require_layer(model, layer, "feature_maps").output
+    extractor = keras.Model(model.inputs, out)
     return np.asarray(extractor.predict(X, batch_size=batch_size, verbose=0), dtype=np.float64)
 
 
-def _cam_from_maps(model, maps: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    W, _ = model.get_layer(LOGITS_LAYER).get_weights()  # W: (channels, classes)
-    return np.einsum("ntk,kn->nt", maps, np.asarray(W, dtype=np.float64)[:, targets])
+def class_activation_map(model, X: np.ndarray, targets, *, output: str = "logits"
+                         ) -> Explanation:
+    """Exact CAM of the GAP FCN for class ``targets``: one value per sample, shared by the leads.
 
-
-def class_activation_map(model, X: np.ndarray, targets: int | np.ndarray) -> np.ndarray:
-    """Exact CAM of the GAP FCN for class ``targets``: (n, window), one value per sample.
-
-    Positive values push the logit of the target class up, negative values down. With
-    ``padding='same'`` the feature maps have the input length, so no upsampling is needed.
-    Not normalised and not ReLU'd (so that it averages to the logit minus the bias).
+    ``native`` (n, window) is the CAM itself (positive values push the class score up); it
+    averages to the logit minus the bias, so ``delta`` = mean CAM + bias - logit (float
+    rounding only). ``values`` copies the map to each lead (``exp.per_time("mean")`` gives it
+    back). Only ``output="logits"``: the probability is not linear in the feature maps.
     """
+    if check_output(output) != "logits":
+        raise ValueError("CAM decomposes the class score: use output='logits'")
+    require_layer(model, FEATURE_LAYER, "CAM (a GAP network, utils.models.build_fcn)")
+    W, bias = require_layer(model, LOGITS_LAYER, "CAM").get_weights()   # W: (channels, classes)
+    X = check_beats(model, X)
+    t = check_targets(targets, len(X), W.shape[1])
     maps = feature_maps(model, X)
-    n_classes = model.get_layer(LOGITS_LAYER).get_weights()[0].shape[1]
-    t = format_targets(targets, len(maps), n_classes)
-    cam = _cam_from_maps(model, maps, t)
-    if cam.shape[1] != model.input_shape[1]:
-        raise ValueError(f"feature maps have {cam.shape[1]} steps, the input "
-                         f"{model.input_shape[1]}: CAM needs padding='same'")
-    return cam
-
-
-def cam_score_decomposition(model, X: np.ndarray, targets: int | np.ndarray
-                            ) -> tuple[np.ndarray, np.ndarray]:
-    """Both sides of ``logit_c = mean_t CAM_c(t) + b_c`` for each beat: ``(cam_mean_plus_bias,
-    logits)``, each (n,). ``logits`` comes from the model's own ``logits`` layer, so the
-    difference measures how exactly the CAM explains the score (float rounding only)."""
-    import keras
-
-    from .data import validate_beats
-
-    _check_gap_model(model)
-    X = validate_beats(X, window=model.input_shape[1], leads=model.input_shape[2])
-    cam = class_activation_map(model, X, targets)
-    n_classes = model.get_layer(LOGITS_LAYER).get_weights()[0].shape[1]
-    t = format_targets(targets, len(X), n_classes)
-    bias = model.get_layer(LOGITS_LAYER).get_weights()[1]
-    logit_model = keras.Model(model.inputs, model.get_layer(LOGITS_LAYER).output)
-    logits = np.asarray(logit_model.predict(X, batch_size=512, verbose=0), dtype=np.float64)
-    return cam.mean(axis=1) + bias[t], logits[np.arange(len(X)), t]
+    if maps.ndim != 3 or maps.shape[1] != X.shape[1]:
+        raise ValueError(f"layer {FEATURE_LAYER!r} gives maps of shape {maps.shape[1:]}; CAM "
+                         f"needs (time = {X.shape[1]}, channels) (padding='same')")
+    cam = np.einsum("ntk,kn->nt", maps, np.asarray(W, dtype=np.float64)[:, t])
+    logits = predict_scores(model, X, "logits")[np.arange(len(X)), t]
+    delta = completeness_gap(cam / cam.shape[1], logits - bias[t])
+    return Explanation(np.repeat(cam[:, :, None], X.shape[2], axis=2), t, "cam", output,
+                       native=cam, unit="samples", delta=delta,
+                       extras={"bias": np.asarray(bias, np.float64)[t], "logit": logits})

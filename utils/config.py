@@ -63,3 +63,43 @@ def mitdb_env_dir() -> Path | None:
     """Return the directory named by ``$MITDB_DIR`` (or ``None`` when unset/empty)."""
     value = os.environ.get(MITDB_ENV, "").strip()
     return Path(value).expanduser() if value else None
+
+
+#: Display names of the two leads (channel order of :data:`LEAD_ROLES`), used by every figure
+#: and table.
+LEAD_NAMES: tuple[str, ...] = ("lead 0 (MLII)", "lead 1 (chest)")
+
+#: Parts of a beat window in seconds from the annotated R peak, in order; ``None`` = window
+#: edge. Fixed textbook times (P wave + PR before -0.06 s, QRS +-0.06 s, ST segment + T wave to
+#: +0.45 s): approximate, since the true wave boundaries vary with heart rate and beat type.
+WAVE_WINDOWS: dict[str, tuple[float | None, float | None]] = {
+    "before P": (None, -0.30),
+    "P wave + PR": (-0.30, -0.06),
+    "QRS": (-0.06, 0.06),
+    "ST-T": (0.06, 0.45),
+    "after T": (0.45, None),
+}
+
+
+def wave_windows(fs: int = BEAT_FS, r_offset: int = R_OFFSET, window: int = WINDOW,
+                 windows: dict[str, tuple[float | None, float | None]] | None = None
+                 ) -> dict[str, tuple[int, int]]:
+    """The ECG wave windows as sample ranges ``{name: (start, stop)}`` of a beat window: the
+    one entry point for "where is the QRS" (default :data:`WAVE_WINDOWS`; pass ``windows``,
+    e.g. measured from the data, to use other boundaries). Clipped to ``[0, window]``."""
+    windows = WAVE_WINDOWS if windows is None else windows
+    if fs <= 0 or window <= 0 or not 0 <= r_offset < window:
+        raise ValueError(f"bad beat geometry: fs={fs}, window={window}, r_offset={r_offset}")
+
+    def at(seconds: float | None, edge: int) -> int:
+        if seconds is None:
+            return edge
+        return int(min(max(round(r_offset + seconds * fs), 0), window))
+
+    out = {}
+    for name, (t0, t1) in windows.items():
+        a, b = at(t0, 0), at(t1, window)
+        if b <= a:
+            raise ValueError(f"wave window {name!r} ({t0}, {t1}) s is empty in this beat")
+        out[name] = (a, b)
+    return out

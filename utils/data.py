@@ -533,40 +533,30 @@ def subsample_majority(y: np.ndarray, idx: np.ndarray, cap: int, seed: int = con
 
 
 def validate_beats(X: np.ndarray, window: int = config.WINDOW, leads: int = 2) -> np.ndarray:
-    """Check a batch of beats for the models: shape (n, window, leads), finite values.
+    """Check a batch of beats for the models: shape (n, window, leads) with n >= 1, finite values.
 
-    Raises ``ValueError`` with a clear message otherwise; returns ``X`` as float32.
+    Raises ``ValueError`` with a clear message otherwise (one beat without the batch axis,
+    leads-first arrays (n, leads, window), an empty batch, NaN/inf); returns ``X`` as float32.
     """
-    X = np.asarray(X, dtype=np.float32)
-    if X.ndim == 2:
+    try:
+        X = np.asarray(X, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise ValueError("beats must be a numeric array (n, window, leads)") from None
+    if X.ndim == 2 and X.shape == (window, leads):
         raise ValueError(f"Expected a batch of beats (n, {window}, {leads}); got one beat "
                          f"of shape {X.shape}: use X[None] to add the batch axis.")
+    if X.ndim == 3 and X.shape[1:] == (leads, window) and leads != window:
+        raise ValueError(f"Beats are leads-first {X.shape}; expected (n, {window}, {leads}): "
+                         "use X.transpose(0, 2, 1).")
     if X.ndim != 3 or X.shape[1:] != (window, leads):
         raise ValueError(f"Expected beats of shape (n, {window}, {leads}), got {X.shape}")
+    if len(X) == 0:
+        raise ValueError("The batch holds no beats (n = 0)")
     if not np.all(np.isfinite(X)):
-        raise ValueError("Beats contain NaN or infinite values")
+        bad = np.flatnonzero(~np.isfinite(X).all(axis=(1, 2)))
+        raise ValueError(f"Beats contain NaN or infinite values (beats {bad[:5].tolist()}"
+                         f"{' ...' if len(bad) > 5 else ''})")
     return X
-
-
-def format_targets(targets, n: int, n_classes: int = len(config.CLASSES)) -> np.ndarray:
-    """Explanation targets as an int array of length ``n``: an ``int`` is repeated, an array
-    is checked. Shared by every explainer (CAM, Grad-CAM, IG, LIME/SHAP, relevance).
-
-    Raises ``ValueError`` for a wrong length, non-integers or classes outside ``[0, n_classes)``.
-    """
-    arr = np.asarray(targets)
-    if arr.ndim == 0:
-        arr = np.full(n, int(arr))
-    if arr.ndim != 1 or len(arr) != n:
-        raise ValueError(f"targets must be an int or an array of {n} class indices, "
-                         f"got shape {np.shape(targets)}")
-    if not np.issubdtype(arr.dtype, np.integer):
-        if not np.all(np.equal(np.mod(arr, 1), 0)):
-            raise ValueError("targets must be integer class indices")
-    arr = arr.astype(np.int64)
-    if arr.size and (arr.min() < 0 or arr.max() >= n_classes):
-        raise ValueError(f"targets must lie in [0, {n_classes}); got {arr.min()}..{arr.max()}")
-    return arr
 
 
 def class_index(symbol: str) -> int:

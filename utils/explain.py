@@ -112,10 +112,17 @@ class Explanation:
     def shape(self) -> tuple[int, ...]:
         return self.values.shape
 
-    def per_time(self, mode: Literal["abs", "signed"] = "abs") -> np.ndarray:
-        """(n, window): relevance summed over the leads (absolute values by default)."""
-        v = np.abs(self.values) if mode == "abs" else self.values
-        return v.sum(axis=2)
+    def per_time(self, mode: Literal["abs", "signed", "mean"] = "abs") -> np.ndarray:
+        """(n, window): relevance summed over the leads (``"abs"``: magnitudes, how much a time
+        step matters either way; ``"signed"``: evidence for minus against) or averaged
+        (``"mean"``: the one map of methods that share it across leads, CAM, Grad-CAM)."""
+        if mode == "abs":
+            return np.abs(self.values).sum(axis=2)
+        if mode == "signed":
+            return self.values.sum(axis=2)
+        if mode == "mean":
+            return self.values.mean(axis=2)
+        raise ValueError(f"mode must be 'abs', 'signed' or 'mean', got {mode!r}")
 
     def total(self) -> np.ndarray:
         """(n,): the summed (signed) relevance of each beat (what completeness compares)."""
@@ -186,6 +193,38 @@ def predict_scores(model, X, output: str = "logits", batch_size: int = 2048) -> 
     return np.concatenate(out).astype(np.float64)
 
 
+def check_beats(model, X) -> np.ndarray:
+    """``X`` validated for ``model`` (shape (n, window, leads) of its input, n >= 1, finite):
+    :func:`utils.data.validate_beats` with the model's window and leads."""
+    from .data import validate_beats
+
+    shape = getattr(model, "input_shape", None)
+    if not (isinstance(shape, tuple) and len(shape) == 3):
+        raise ValueError(f"expected a Keras classifier of beats (n, window, leads), got "
+                         f"{type(model).__name__} with input shape {shape}")
+    return validate_beats(X, window=shape[1], leads=shape[2])
+
+
+def require_layer(model, name: str, method: str):
+    """The layer ``name`` of ``model``, or a ``ValueError`` saying which method needs it and
+    which layers the model has."""
+    try:
+        return model.get_layer(name)
+    except ValueError:
+        names = ", ".join(layer.name for layer in model.layers)
+        raise ValueError(f"{method} needs a layer {name!r}; model {model.name!r} has: "
+                         f"{names}") from None
+
+
+def class_scores(model, X, targets, output: str = "logits") -> np.ndarray:
+    """``F_target(X)``: the explained output (logit or probability) of each beat for its target
+    class, (n,). What completeness (IG), additivity (SHAP) and the CAM identity compare."""
+    X = check_beats(model, X)
+    out = predict_scores(model, X, output)
+    t = check_targets(targets, len(X), out.shape[1])
+    return out[np.arange(len(X)), t]
+
+
 def check_targets(targets, n: int, n_classes: int = len(config.CLASSES)) -> np.ndarray:
     """Targets as an int array of length ``n`` (an int is repeated); rejects wrong lengths,
     non-integers (2.5) and classes outside ``[0, n_classes)`` with a ``ValueError``."""
@@ -212,24 +251,29 @@ def to_samples(native: np.ndarray, unit: str, window: int = config.WINDOW, leads
                preserve_sum: bool = False) -> np.ndarray:
     """Map native values onto the beat's samples: the one upsampler of the course.
 
-    * ``unit="samples"``: ``native`` is (n, window, leads) or (n, window) (spread equally over
-      the leads is *not* done: a per-time map is copied to every lead); returned unchanged.
+    * ``unit="samples"``: ``native`` is (n, window, leads), returned unchanged, or (n, window),
+      copied to every lead (split equally between them with ``preserve_sum``).
     * ``unit="steps"``: ``native`` (n, steps) or (n, steps, leads); step ``t`` covers samples
       ``[t*f, (t+1)*f)`` with ``f = window / steps`` (the pooling in front of an LSTM or the
       stride of a convolution). ``mode="hold"`` repeats each value over its samples;
       ``mode="interp"`` places it at the centre of its samples and interpolates linearly (ends
       held), which draws a smooth Grad-CAM. ``preserve_sum`` divides by ``f`` so that the sum per
-      beat is unchanged (attention weights still sum to 1, IG sums still add up).
+      beat is unchanged (attention weights still sum to 1, IG sums still add up); a map without
+      a lead axis is then also split equally between the leads.
     * ``unit="segments"``: ``native`` (n, leads*n_segments), lead-major (feature ``k`` is lead
       ``k // n_segments``, segment ``k % n_segments``); each value is written on every sample of
       its segment (``preserve_sum`` divides by the segment length).
 
-    Returns (n, window, leads) float64; per-time maps without a lead axis are copied to each lead.
+    Returns (n, window, leads) float64. Without ``preserve_sum`` a per-time map is copied to
+    every lead (``Explanation.per_time("mean")`` gives it back); with it, the sum over samples
+    *and leads* equals the native sum.
     """
     a = np.asarray(native, dtype=np.float64)
+    if not np.all(np.isfinite(a)):
+        raise ValueError("native values contain NaN or infinite values")
     if unit == "samples":
         if a.ndim == 2:
-            a = np.repeat(a[:, :, None], leads, axis=2)
+            a = np.repeat(a[:, :, None], leads, axis=2) / (leads if preserve_sum else 1)
         if a.ndim != 3 or a.shape[1] != window:
             raise ValueError(f"sample values must be (n, {window}[, leads]), got {a.shape}")
         return a
@@ -251,6 +295,8 @@ def to_samples(native: np.ndarray, unit: str, window: int = config.WINDOW, leads
         if a.ndim != 3:
             raise ValueError(f"step values must be (n, steps[, leads]), got {a.shape}")
         steps = a.shape[1]
+        if steps == window:                       # one step per sample: nothing to map
+            mode = "hold"
         if not 1 <= steps <= window:
             raise ValueError(f"cannot map {steps} steps onto {window} samples")
         f = window / steps
@@ -271,22 +317,35 @@ def to_samples(native: np.ndarray, unit: str, window: int = config.WINDOW, leads
         else:
             raise ValueError(f"mode must be 'hold' or 'interp', got {mode!r}")
         if out.shape[2] == 1 and leads > 1:
-            out = np.repeat(out, leads, axis=2)
+            out = np.repeat(out, leads, axis=2) / (leads if preserve_sum else 1)
         return out
     raise ValueError(f"unit must be one of {UNITS[:3]}, got {unit!r}")
 
 
-def segment_sums(values: np.ndarray, n_segments: int = 16) -> np.ndarray:
-    """Aggregate sample-space values (n, window, leads) into lead-major segment sums
-    (n, leads*n_segments): the one segment aggregator (inverse of :func:`to_samples`
-    with ``unit="segments", preserve_sum=True``)."""
+def segment_sums(values, n_segments: int = 16) -> np.ndarray:
+    """Aggregate sample-space values (n, window, leads) - or an :class:`Explanation`, or a
+    per-time map (n, window) - into lead-major segment sums (n, leads*n_segments): the one
+    segment aggregator (inverse of :func:`to_samples` with ``unit="segments",
+    preserve_sum=True``; with equal blocks it also pools samples into LSTM steps)."""
     from .segments import segment_mask
 
-    v = np.asarray(values, dtype=np.float64)
+    v = values.values if isinstance(values, Explanation) else np.asarray(values, dtype=np.float64)
+    if v.ndim == 2:
+        v = v[:, :, None]
     if v.ndim != 3:
-        raise ValueError(f"values must be (n, window, leads), got {v.shape}")
+        raise ValueError(f"values must be (n, window[, leads]), got {v.shape}")
     mask = segment_mask(v.shape[1], n_segments, v.shape[2]).astype(np.float64)
     return np.tensordot(v, mask, axes=([1, 2], [1, 2]))
+
+
+def completeness_gap(values, score_change) -> np.ndarray:
+    """Per beat ``sum(values) - score_change``: the completeness (IG, CAM) or additivity (SHAP)
+    gap, 0 for an exact decomposition of ``score_change = F(x) - F(reference)``."""
+    v = np.asarray(values, dtype=np.float64)
+    change = np.asarray(score_change, dtype=np.float64).reshape(-1)
+    if len(v) != len(change):
+        raise ValueError(f"{len(v)} maps for {len(change)} score changes")
+    return v.reshape(len(v), -1).sum(axis=1) - change
 
 
 def rank_agreement(a, b) -> np.ndarray:

@@ -1,71 +1,42 @@
 """Integrated Gradients (Sundararajan et al. 2017) for the course models, and its axioms.
 
 * :func:`integrated_gradients` - alibi's ``IntegratedGradients`` (Klaise et al. 2021) on the
-  class score (logit, default) or the probability; returns (n, window, leads).
+  class score (logit, default) or the probability.
 * :func:`batched_integrated_gradients` - the same quantity in plain TensorFlow: every
   interpolation point of a chunk of beats goes through the network in one batched
   forward + backward pass (alibi loops over small internal batches and converts to numpy in
   between). Same quadrature weights as alibi (``alibi.utils.approximation_methods``), so the
   two agree to float precision; it is the fast path for step sweeps and larger samples.
-* :func:`completeness_error` - ``|sum(attributions) - (F(x) - F(baseline))|`` relative to
-  ``|F(x) - F(baseline)|`` per beat (the completeness axiom).
-* :func:`make_baseline` - reference inputs for ECG: zeros, flat line at the median, blurred
-  beat, a mean beat.
+* Both return an :class:`~utils.explain.Explanation` whose ``delta`` is the completeness gap
+  ``sum(attributions) - (F(x) - F(baseline))`` per beat; :func:`completeness_error` makes it
+  relative to ``|F(x) - F(baseline)|``.
+* Baselines are named like every "switched off" beat of the course (:mod:`utils.perturb`:
+  ``"zero"``, ``"median"``, ``"blur"``, ``"mean"`` with a ``reference`` beat) or given as arrays.
 * :func:`fold_batchnorm` - a functionally equal FCN without BatchNorm layers (BN folded into
   the convolutions), to check implementation invariance.
 """
 from __future__ import annotations
 
-import os
 import weakref
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from .data import validate_beats  # noqa: E402
-from .data import format_targets  # noqa: E402
-
-OUTPUTS = ("logits", "probs")
-BASELINES = ("zero", "median", "blur", "mean")
+from . import perturb
+from .explain import (LOGITS_LAYER, Explanation, check_beats, check_targets, class_scores,
+                      completeness_gap, score_model)
 
 
-def _check_output(output: str) -> None:
-    if output not in OUTPUTS:
-        raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
-
-
-_SCORE_MODELS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-
-
-def score_model(model, output: str = "logits"):
-    """The model whose output is explained: the logits (class scores) or the probabilities."""
-    _check_output(output)
-    if output == "probs":
-        return model
-    cached = _SCORE_MODELS.get(model)
-    if cached is None:
-        from .models import logits_model
-
-        cached = logits_model(model)
-        _SCORE_MODELS[model] = cached
-    return cached
-
-
-def class_scores(model, X: np.ndarray, targets, output: str = "logits",
-                 batch_size: int = 1024) -> np.ndarray:
-    """``F_target(X)``: the explained output of each beat for its target class, shape (n,)."""
-    X = validate_beats(X, window=model.input_shape[1], leads=model.input_shape[2])
-    m = score_model(model, output)
-    out = np.asarray(m.predict(X, batch_size=batch_size, verbose=0), dtype=np.float64)
-    t = format_targets(targets, len(X), out.shape[1])
-    return out[np.arange(len(X)), t]
-
-
-def _baselines_like(X: np.ndarray, baselines) -> np.ndarray:
+def baselines_for(X: np.ndarray, baselines=None, **options) -> np.ndarray:
+    """Baseline beats like ``X``: ``None``/``"zero"`` (zeros), a name of
+    :data:`utils.perturb.FILLS` (``options`` such as ``reference=`` go to
+    :func:`utils.perturb.baseline`), or an array broadcastable to ``X`` (must be finite)."""
     if baselines is None:
         return np.zeros_like(X)
+    if isinstance(baselines, str):
+        return perturb.baseline(X, baselines, **options)
     b = np.asarray(baselines, dtype=np.float32)
+    if not np.all(np.isfinite(b)):
+        raise ValueError("baselines contain NaN or infinite values")
     try:
         return np.ascontiguousarray(np.broadcast_to(b, X.shape))
     except ValueError:
@@ -82,27 +53,42 @@ def _check_steps(n_steps: int, method: str) -> None:
         raise ValueError(f"n_steps must be at least 2, got {n_steps}")
 
 
-def integrated_gradients(model, X: np.ndarray, targets, baselines=None, n_steps: int = 50,
-                         method: str = "gausslegendre", output: str = "logits",
-                         internal_batch_size: int = 1000) -> np.ndarray:
-    """Integrated Gradients with alibi's ``IntegratedGradients``: (n, window, leads).
+def _explanation(model, X, B, t, attributions, output: str, method: str, n_steps: int
+                 ) -> Explanation:
+    change = class_scores(model, X, t, output) - class_scores(model, B, t, output)
+    return Explanation(attributions, t, method, output,
+                       delta=completeness_gap(attributions, change),
+                       extras={"score_change": change, "n_steps": int(n_steps)})
 
-    ``targets``: int or one class index per beat. ``baselines``: ``None`` (zeros, as in the
-    image domain) or an array broadcastable to ``X`` (see :func:`make_baseline`).
-    ``output='logits'`` explains the class score (default, like Grad-CAM), ``'probs'`` the
-    softmax probability.
+
+def _prepare(model, X, targets, baselines, n_steps, method, output, options):
+    _check_steps(n_steps, method)
+    X = check_beats(model, X)
+    B = baselines_for(X, baselines, **options)
+    m = score_model(model, output)
+    t = check_targets(targets, len(X), int(m.output_shape[-1]))
+    return X, B, m, t
+
+
+def integrated_gradients(model, X: np.ndarray, targets, *, output: str = "logits",
+                         baselines=None, n_steps: int = 50, method: str = "gausslegendre",
+                         internal_batch_size: int = 1000, **baseline_options) -> Explanation:
+    """Integrated Gradients with alibi's ``IntegratedGradients``: values (n, window, leads).
+
+    ``targets``: int or one class index per beat. ``baselines``: ``None`` (zeros), a name
+    (``"median"``, ``"blur"``, ``"mean"`` + ``reference=``, see :mod:`utils.perturb`) or an
+    array broadcastable to ``X``. ``output='logits'`` explains the class score (default, like
+    Grad-CAM), ``'probs'`` the softmax probability.
     """
     from alibi.explainers import IntegratedGradients
 
-    _check_steps(n_steps, method)
-    X = validate_beats(X, window=model.input_shape[1], leads=model.input_shape[2])
-    B = _baselines_like(X, baselines)
-    m = score_model(model, output)
-    t = format_targets(targets, len(X), int(m.output_shape[-1]))
+    X, B, m, t = _prepare(model, X, targets, baselines, n_steps, method, output,
+                          baseline_options)
     ig = IntegratedGradients(m, method=method, n_steps=int(n_steps),
                              internal_batch_size=internal_batch_size)
-    explanation = ig.explain(X, baselines=B, target=t)
-    return np.asarray(explanation.attributions[0], dtype=np.float64)
+    attributions = np.asarray(ig.explain(X, baselines=B, target=t).attributions[0],
+                              dtype=np.float64)
+    return _explanation(model, X, B, t, attributions, output, "integrated_gradients", n_steps)
 
 
 def quadrature(n_steps: int, method: str = "gausslegendre") -> tuple[np.ndarray, np.ndarray]:
@@ -144,87 +130,38 @@ def _path_gradient_fn(m):
     return path_grads
 
 
-def batched_integrated_gradients(model, X: np.ndarray, targets, baselines=None,
-                                 n_steps: int = 50, method: str = "gausslegendre",
-                                 output: str = "logits", max_batch: int = 2048) -> np.ndarray:
+def batched_integrated_gradients(model, X: np.ndarray, targets, *, output: str = "logits",
+                                 baselines=None, n_steps: int = 50,
+                                 method: str = "gausslegendre", max_batch: int = 2048,
+                                 **baseline_options) -> Explanation:
     """Integrated Gradients in plain TensorFlow, same result as :func:`integrated_gradients`.
 
     Beats are processed in chunks of ``max_batch // n_steps`` (at least 1): all
     ``n_steps x chunk`` interpolated inputs of a chunk go through one forward and one backward
-    pass (a compiled ``tf.function``). Returns (n, window, leads) float64.
+    pass (a compiled ``tf.function``).
     """
     import tensorflow as tf
 
-    _check_steps(n_steps, method)
     if max_batch < 1:
         raise ValueError(f"max_batch must be positive, got {max_batch}")
-    X = validate_beats(X, window=model.input_shape[1], leads=model.input_shape[2])
-    B = _baselines_like(X, baselines)
-    m = score_model(model, output)
-    t = format_targets(targets, len(X), int(m.output_shape[-1]))
+    X, B, m, t = _prepare(model, X, targets, baselines, n_steps, method, output,
+                          baseline_options)
     alphas, weights = quadrature(n_steps, method)
     fn = _path_gradient_fn(m)
     chunk = max(1, int(max_batch) // int(n_steps))
-    out = []
-    for s in range(0, len(X), chunk):
-        out.append(fn(tf.constant(X[s:s + chunk]), tf.constant(B[s:s + chunk]),
-                      tf.constant(t[s:s + chunk]), tf.constant(alphas),
-                      tf.constant(weights)).numpy())
-    return np.concatenate(out).astype(np.float64) if out else np.zeros(X.shape)
+    out = [fn(tf.constant(X[s:s + chunk]), tf.constant(B[s:s + chunk]),
+              tf.constant(t[s:s + chunk]), tf.constant(alphas), tf.constant(weights)).numpy()
+           for s in range(0, len(X), chunk)]
+    attributions = np.concatenate(out).astype(np.float64)
+    return _explanation(model, X, B, t, attributions, output, "integrated_gradients", n_steps)
 
 
-def completeness_error(model, X: np.ndarray, attributions: np.ndarray, targets,
-                       baselines=None, output: str = "logits", eps: float = 1e-6
-                       ) -> np.ndarray:
-    """Relative completeness error of each beat, shape (n,).
-
-    ``|sum(attributions) - (F(x) - F(baseline))| / max(|F(x) - F(baseline)|, eps)`` where
-    ``F`` is the explained output (logit by default) of the target class.
-    """
-    X = validate_beats(X, window=model.input_shape[1], leads=model.input_shape[2])
-    attributions = np.asarray(attributions, dtype=np.float64)
-    if attributions.shape != X.shape:
-        raise ValueError(f"attributions {attributions.shape} do not match the beats {X.shape}")
-    B = _baselines_like(X, baselines)
-    delta = class_scores(model, X, targets, output) - class_scores(model, B, targets, output)
-    gap = attributions.reshape(len(X), -1).sum(axis=1) - delta
-    return np.abs(gap) / np.maximum(np.abs(delta), eps)
-
-
-def make_baseline(X: np.ndarray, kind: str = "zero", reference: np.ndarray | None = None,
-                  sigma: float = 8.0) -> np.ndarray:
-    """Baseline beats (n, window, leads) for Integrated Gradients.
-
-    * ``'zero'``: all zeros. Beats are z-scored per beat and lead, so this is a flat line at
-      the beat's own mean level (not 0 mV).
-    * ``'median'``: a flat line at the median of each beat and lead (close to the isoelectric
-      line, since most of a beat window is baseline).
-    * ``'blur'``: the beat smoothed by a Gaussian filter of ``sigma`` samples (keeps slow
-      waves, removes the sharp QRS).
-    * ``'mean'``: ``reference`` (one beat (window, leads), e.g. the training-set mean or a
-      class-mean beat) repeated for every beat.
-    """
-    X = np.asarray(X, dtype=np.float32)
-    if X.ndim != 3:
-        raise ValueError(f"X must be (n, window, leads), got {X.shape}")
-    if kind == "zero":
-        return np.zeros_like(X)
-    if kind == "median":
-        return np.broadcast_to(np.median(X, axis=1, keepdims=True), X.shape).astype(np.float32)
-    if kind == "blur":
-        from scipy.ndimage import gaussian_filter1d
-
-        if sigma <= 0:
-            raise ValueError(f"sigma must be positive, got {sigma}")
-        return gaussian_filter1d(X, sigma=sigma, axis=1, mode="nearest").astype(np.float32)
-    if kind == "mean":
-        if reference is None:
-            raise ValueError("kind='mean' needs a reference beat (window, leads)")
-        ref = np.asarray(reference, dtype=np.float32)
-        if ref.shape != X.shape[1:]:
-            raise ValueError(f"reference beat {ref.shape} does not match beats {X.shape[1:]}")
-        return np.broadcast_to(ref, X.shape).astype(np.float32)
-    raise ValueError(f"kind must be one of {BASELINES}, got {kind!r}")
+def completeness_error(exp: Explanation, eps: float = 1e-6) -> np.ndarray:
+    """Relative completeness error of each beat of an IG explanation, (n,):
+    ``|delta| / max(|F(x) - F(baseline)|, eps)`` (``F``: the explained output of the target)."""
+    if exp.delta is None or "score_change" not in exp.extras:
+        raise ValueError(f"{exp.method} has no completeness gap (use an IG explanation)")
+    return np.abs(exp.delta) / np.maximum(np.abs(exp.extras["score_change"]), eps)
 
 
 def fold_batchnorm(model):
@@ -258,12 +195,12 @@ def fold_batchnorm(model):
                           dilation_rate=conv.dilation_rate, name=f"{block}_conv")(x)
         x = layers.Activation("relu", name=block)(x)
     x = layers.GlobalAveragePooling1D(name="gap")(x)
-    logits = layers.Dense(model.get_layer("logits").units, name="logits")(x)
+    logits = layers.Dense(model.get_layer(LOGITS_LAYER).units, name=LOGITS_LAYER)(x)
     probs = layers.Activation("softmax", name="probs")(logits)
     folded = keras.Model(inputs, probs, name=f"{model.name}_folded")
     for conv, (w, b) in zip(convs, new_weights):
         folded.get_layer(conv.name).set_weights([w.astype(np.float32), b.astype(np.float32)])
-    folded.get_layer("logits").set_weights(model.get_layer("logits").get_weights())
+    folded.get_layer(LOGITS_LAYER).set_weights(model.get_layer(LOGITS_LAYER).get_weights())
     return folded
 
 
@@ -283,7 +220,7 @@ def saturating_model(gain: float = 4.0, window: int = 256, leads: int = 2):
     x = layers.Activation("relu", name="conv_last")(x)
     g = layers.GlobalAveragePooling1D(name="gap")(x)
     s = layers.Dense(1, activation="relu", name="saturation")(g)     # ReLU(1 - gain * g)
-    logits = layers.Dense(2, name="logits")(s)                       # (s, 1 - s)
+    logits = layers.Dense(2, name=LOGITS_LAYER)(s)                   # (s, 1 - s)
     probs = layers.Activation("softmax", name="probs")(logits)
     model = keras.Model(inputs, probs, name="saturating_toy")
     kernel = np.zeros((1, leads, 1), np.float32)
@@ -291,6 +228,6 @@ def saturating_model(gain: float = 4.0, window: int = 256, leads: int = 2):
     model.get_layer("conv_last_conv").set_weights([kernel, np.zeros(1, np.float32)])
     model.get_layer("saturation").set_weights([np.array([[-gain]], np.float32),
                                                np.array([1.0], np.float32)])
-    model.get_layer("logits").set_weights([np.array([[1.0, -1.0]], np.float32),
+    model.get_layer(LOGITS_LAYER).set_weights([np.array([[1.0, -1.0]], np.float32),
                                            np.array([0.0, 1.0], np.float32)])
     return model

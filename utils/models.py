@@ -9,8 +9,9 @@
 * :func:`build_attention_autoencoder` - small recurrent seq2seq autoencoder with dot-product
   attention from decoder to encoder states (alignment matrix readable).
 
-Every classifier ends in a linear ``logits`` layer followed by a ``probs`` softmax, so explainers
-can target either the class score (logit) or the probability.
+Every classifier ends in a linear ``logits`` layer (``utils.explain.LOGITS_LAYER``) followed by a
+``probs`` softmax, so explainers can target either the class score (logit) or the probability
+(``utils.explain.score_model``).
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ import numpy as np  # noqa: E402
 from keras import layers, ops  # noqa: E402
 
 from . import config  # noqa: E402
+from .explain import LOGITS_LAYER  # noqa: E402
 
 N_CLASSES = len(config.CLASSES)
 INPUT_SHAPE = (config.WINDOW, 2)
@@ -89,7 +91,7 @@ def build_fcn(filters: tuple[int, ...] = (32, 32, 64), kernels: tuple[int, ...] 
         x = layers.BatchNormalization(name=f"{name}_bn")(x)
         x = layers.Activation("relu", name=name)(x)
     x = layers.GlobalAveragePooling1D(name="gap")(x)
-    logits = layers.Dense(n_classes, name="logits")(x)
+    logits = layers.Dense(n_classes, name=LOGITS_LAYER)(x)
     probs = layers.Activation("softmax", name="probs")(logits)
     return keras.Model(inputs, probs, name="fcn")
 
@@ -103,7 +105,7 @@ def build_lstm(units: int = 64, pool: int = 4, input_shape: tuple[int, int] = IN
     x = layers.AveragePooling1D(pool, name="downsample")(inputs) if pool > 1 else inputs
     h = layers.LSTM(units, return_sequences=True, name="lstm")(x)
     x = layers.GlobalAveragePooling1D(name="time_mean")(h)
-    logits = layers.Dense(n_classes, name="logits")(x)
+    logits = layers.Dense(n_classes, name=LOGITS_LAYER)(x)
     probs = layers.Activation("softmax", name="probs")(logits)
     return keras.Model(inputs, probs, name="lstm")
 
@@ -116,7 +118,7 @@ def build_lstm_attention(units: int = 64, attention_units: int = 32, pool: int =
     x = layers.AveragePooling1D(pool, name="downsample")(inputs) if pool > 1 else inputs
     h = layers.LSTM(units, return_sequences=True, name="lstm")(x)
     context, _ = TemporalAttention(attention_units, return_attention=True, name="attention")(h)
-    logits = layers.Dense(n_classes, name="logits")(context)
+    logits = layers.Dense(n_classes, name=LOGITS_LAYER)(context)
     probs = layers.Activation("softmax", name="probs")(logits)
     return keras.Model(inputs, probs, name="lstm_attention")
 
@@ -188,11 +190,6 @@ BUILDERS = {
     "lstm_attention": build_lstm_attention,
     "attention_autoencoder": build_attention_autoencoder,
 }
-
-
-def logits_model(model: keras.Model) -> keras.Model:
-    """The same network with the softmax removed (outputs the class scores / logits)."""
-    return keras.Model(model.inputs, model.get_layer("logits").output)
 
 
 def predict_proba(model: keras.Model, X: np.ndarray, batch_size: int = 1024) -> np.ndarray:

@@ -13,8 +13,7 @@ import numpy as np
 from matplotlib.collections import LineCollection
 
 from . import config
-
-LEAD_NAMES = ("lead 0 (MLII)", "lead 1 (chest)")
+from .config import LEAD_NAMES
 
 
 def beat_time(window: int = config.WINDOW, fs: int = config.BEAT_FS,

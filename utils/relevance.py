@@ -4,18 +4,32 @@ statements about the model, following published analyses of ECG attributions
 relevance per lead and per part of the beat (P wave, QRS, ST-T), and how the summed relevance
 relates to the predicted probability (correct vs misclassified beats).
 
-Relevance maps are ``(n, window, leads)`` (IG) or ``(n, window)`` (Grad-CAM, one map for both
-leads). Plain numpy/pandas; scipy's ``spearmanr`` for the rank correlation.
+Relevance maps are :class:`~utils.explain.Explanation` objects (their ``values`` are used),
+``(n, window, leads)`` arrays or ``(n, window)`` per-time maps; the parts of the beat are the
+wave windows of :func:`utils.config.wave_windows`. Plain numpy/pandas; scipy's ``spearmanr``
+for the rank correlation.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from . import config
+from .explain import Explanation, check_targets
 
 
-def _as_3d(relevance: np.ndarray) -> np.ndarray:
-    r = np.asarray(relevance, dtype=np.float64)
+def _array(relevance) -> np.ndarray:
+    """Relevance as a finite float array (an :class:`Explanation` gives its ``values``)."""
+    r = relevance.values if isinstance(relevance, Explanation) else relevance
+    r = np.asarray(r, dtype=np.float64)
+    if r.ndim < 2 or len(r) == 0:
+        raise ValueError(f"relevance must have a non-empty beat axis first, got {r.shape}")
+    if not np.all(np.isfinite(r)):
+        raise ValueError("relevance contains NaN or infinite values")
+    return r
+
+
+def _as_3d(relevance) -> np.ndarray:
+    r = _array(relevance)
     if r.ndim == 2:
         r = r[:, :, None]
     if r.ndim != 3:
@@ -23,19 +37,16 @@ def _as_3d(relevance: np.ndarray) -> np.ndarray:
     return r
 
 
-def _check_labels(y: np.ndarray, n: int) -> np.ndarray:
-    y = np.asarray(y)
-    if y.shape != (n,):
-        raise ValueError(f"labels must have shape ({n},), got {y.shape}")
-    return y.astype(int)
+def _check_labels(y: np.ndarray, n: int, n_classes: int = len(config.CLASSES)) -> np.ndarray:
+    if np.shape(y) != (n,):
+        raise ValueError(f"labels must have shape ({n},), got {np.shape(y)}")
+    return check_targets(y, n, n_classes)
 
 
 def normalise_per_beat(relevance: np.ndarray) -> np.ndarray:
     """Divide each beat's map by its largest absolute value (all-zero maps stay zero), so
     that beats with large scores do not dominate class averages. Same shape as the input."""
-    r = np.asarray(relevance, dtype=np.float64)
-    if r.ndim < 2:
-        raise ValueError(f"relevance must have a beat axis first, got {r.shape}")
+    r = _array(relevance)
     scale = np.abs(r.reshape(len(r), -1)).max(axis=1)
     scale = np.where(scale > 0, scale, 1.0)
     return r / scale.reshape((-1,) + (1,) * (r.ndim - 1))
@@ -44,8 +55,8 @@ def normalise_per_beat(relevance: np.ndarray) -> np.ndarray:
 def class_means(relevance: np.ndarray, y: np.ndarray, n_classes: int = len(config.CLASSES)
                 ) -> np.ndarray:
     """Mean map of each class, shape (n_classes, ...); classes without beats are NaN."""
-    r = np.asarray(relevance, dtype=np.float64)
-    y = _check_labels(y, len(r))
+    r = _array(relevance)
+    y = _check_labels(y, len(r), n_classes)
     out = np.full((n_classes,) + r.shape[1:], np.nan)
     for c in range(n_classes):
         if np.any(y == c):
@@ -54,7 +65,7 @@ def class_means(relevance: np.ndarray, y: np.ndarray, n_classes: int = len(confi
 
 
 def lead_share(relevance: np.ndarray, y: np.ndarray,
-               lead_names: tuple[str, ...] = ("lead 0 (MLII)", "lead 1 (chest)")):
+               lead_names: tuple[str, ...] = config.LEAD_NAMES):
     """Share of the absolute relevance carried by each lead, averaged over the beats of each
     class (each beat counts once). A pandas table: one row per class present, one column per
     lead (rows sum to 1) and ``n`` beats."""
@@ -75,20 +86,6 @@ def lead_share(relevance: np.ndarray, y: np.ndarray,
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
-def wave_regions(fs: int = config.BEAT_FS, r_offset: int = config.R_OFFSET,
-                 window: int = config.WINDOW) -> dict[str, tuple[int, int]]:
-    """Parts of the beat window in samples ``(start, stop)``, from fixed times around R:
-    before the P wave (previous beat, -0.30 s), P wave + PR (-0.30..-0.06 s), QRS (±0.06 s),
-    ST segment + T wave (+0.06..+0.45 s) and after it (next beat). Approximate: the true
-    wave boundaries vary with heart rate and beat type."""
-    def at(seconds: float) -> int:
-        return int(np.clip(round(r_offset + seconds * fs), 0, window))
-
-    edges = [0, at(-0.30), at(-0.06), at(0.06), at(0.45), window]
-    names = ["before P", "P wave + PR", "QRS", "ST-T", "after T"]
-    return {name: (a, b) for name, a, b in zip(names, edges[:-1], edges[1:])}
-
-
 def region_share(relevance: np.ndarray, y: np.ndarray,
                  regions: dict[str, tuple[int, int]] | None = None):
     """Share of the absolute relevance (summed over leads) in each region of the beat, averaged
@@ -98,7 +95,7 @@ def region_share(relevance: np.ndarray, y: np.ndarray,
 
     r = _as_3d(relevance)
     y = _check_labels(y, len(r))
-    regions = regions if regions is not None else wave_regions(window=r.shape[1])
+    regions = regions if regions is not None else config.wave_windows(window=r.shape[1])
     mag = np.abs(r).sum(axis=2)                            # (n, window)
     total = mag.sum(axis=1)
     cols = {}
@@ -121,13 +118,11 @@ def relevance_vs_probability(relevance: np.ndarray, probs: np.ndarray, targets,
     probability of that class, the predicted class and whether the prediction is correct."""
     import pandas as pd
 
-    from .data import format_targets
-
     r = _as_3d(relevance)
     probs = np.asarray(probs, dtype=np.float64)
     if probs.ndim != 2 or len(probs) != len(r):
         raise ValueError(f"probs must be (n, classes) with n={len(r)}, got {probs.shape}")
-    t = format_targets(targets, len(r), probs.shape[1])
+    t = check_targets(targets, len(r), probs.shape[1])
     y_true = _check_labels(y_true, len(r))
     pred = probs.argmax(axis=1)
     return pd.DataFrame({

@@ -2,7 +2,9 @@
 Permutation Feature Importance, LIME, Kernel SHAP and the perturbation tests.
 
 A *segment* is ``(lead, start, stop)`` in samples. Features are numbered lead-major:
-feature ``k`` is lead ``k // n_segments``, segment ``k % n_segments``.
+feature ``k`` is lead ``k // n_segments``, segment ``k % n_segments``. Per-segment values are
+put back on the samples by :func:`utils.explain.to_samples` (``unit="segments"``) and summed
+from them by :func:`utils.explain.segment_sums`.
 """
 from __future__ import annotations
 
@@ -59,11 +61,3 @@ def apply_mask(X: np.ndarray, keep: np.ndarray, replacement: np.ndarray | float 
     base = np.broadcast_to(X, off.shape) if X.ndim == 2 else X
     repl = np.broadcast_to(np.asarray(replacement, dtype=np.float32), base.shape)
     return np.where(off, repl, base).astype(np.float32)
-
-
-def to_samples(values: np.ndarray, window: int = config.WINDOW, n_segments: int = 16,
-               leads: int = 2) -> np.ndarray:
-    """Spread per-feature values (..., leads*n_segments) back onto samples: (..., window, leads)."""
-    values = np.asarray(values, dtype=float)
-    mask = segment_mask(window, n_segments, leads).astype(float)
-    return np.tensordot(values, mask, axes=(-1, 0))

@@ -19,6 +19,7 @@ import numpy as np
 
 from . import config
 from .data import BeatData, Split, get_split, load_beats, subsample_majority
+from .explain import LOGITS_LAYER, predict_scores
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -89,13 +90,12 @@ def calibrate_prior(model, X_val: np.ndarray, y_val: np.ndarray, shift: np.ndarr
     the class scores move by a constant. Returns the chosen ``lam``.
     """
     from .evaluation import evaluate_predictions
-    from .models import logits_model
 
-    logits = logits_model(model).predict(X_val, batch_size=1024, verbose=0)
+    logits = predict_scores(model, X_val, "logits")
     scores = [evaluate_predictions(y_val, (logits + lam * shift).argmax(1))["macro_f1"]
               for lam in grid]
     lam = grid[int(np.argmax(np.round(scores, 4)))]
-    dense = model.get_layer("logits")
+    dense = model.get_layer(LOGITS_LAYER)
     kernel, bias = dense.get_weights()
     dense.set_weights([kernel, bias + lam * shift.astype(bias.dtype)])
     return float(lam)

@@ -28,14 +28,13 @@ Usage::
     .venv/bin/python -m utils.course.benchmark [--quick] [--out DIR] [--repeats 3] [--sections ...]
 
 ``--quick`` uses tiny sizes (2 records, a few beats) and is what ``tests/test_benchmark.py``
-runs as a smoke test. A measurement whose helper module is missing (or fails) is recorded as
-"not available" with the reason instead of stopping the benchmark.
+runs as a smoke test. A measurement that fails is recorded as "not available" with the reason
+instead of stopping the benchmark.
 """
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import importlib
 import json
 import os
 import platform
@@ -416,28 +415,8 @@ def bench_notebooks(s: Settings) -> dict:
 # --------------------------------------------------------------------------------------------
 # 4. Explainers
 # --------------------------------------------------------------------------------------------
-class Unavailable(Exception):
-    """A measurement cannot run here (module or model missing); recorded, not raised."""
-
-
-class Skipped(Unavailable):
+class Skipped(Exception):
     """A measurement left out by the settings (no row in the report)."""
-
-
-def _module(name: str):
-    """Import ``utils.<name>`` or raise :class:`Unavailable`."""
-    try:
-        return importlib.import_module(f"utils.{name}")
-    except ImportError as exc:
-        raise Unavailable(f"utils/{name}.py missing ({exc})") from exc
-
-
-def _attr(module, *names: str):
-    """The first attribute of ``module`` among ``names`` or :class:`Unavailable`."""
-    for name in names:
-        if hasattr(module, name):
-            return getattr(module, name)
-    raise Unavailable(f"{module.__name__} has none of {', '.join(names)}")
 
 
 @dataclass
@@ -478,109 +457,85 @@ class Case:
 
 
 def _case_pfi(ctx: Context, s: Settings):
-    pfi = _module("pfi")
-    fn = _attr(pfi, "permutation_importance")
-    masks, names = _attr(pfi, "segment_groups")(s.pfi_segments)
+    from utils.pfi import permutation_importance, segment_groups
+
+    masks, names = segment_groups(s.pfi_segments)
     model = ctx.model("cnn_holdout")
-    predict = _attr(pfi, "label_predictor")(model)
     test = ctx.split.test if s.pfi_beats is None else ctx.split.test[: s.pfi_beats]
     X, y = ctx.data.X[test], ctx.data.y[test]
-    n_test = len(ctx.split.test)
-    return Case(lambda: fn(predict, X, y, masks, names, n_repeats=s.pfi_repeats), len(X),
-                "cnn_holdout",
-                warmup=lambda: fn(predict, X[:16], y[:16], masks, names, n_repeats=1),
+
+    def run(n: int, repeats: int):
+        return permutation_importance(model, X[:n], y[:n], features=masks, names=names,
+                                      n_repeats=repeats)
+
+    return Case(lambda: run(len(X), s.pfi_repeats), len(X), "cnn_holdout",
+                warmup=lambda: run(16, 1),
                 settings=f"{len(masks)} segments x {s.pfi_repeats} permutation, predictions "
                          f"on {len(X)} test beats",
-                extra={"features": len(masks), "n_repeats": s.pfi_repeats, "test_beats": n_test,
-                       "whole_test_set_s_per_repeat": None})
+                extra={"features": len(masks), "n_repeats": s.pfi_repeats,
+                       "test_beats": len(ctx.split.test), "whole_test_set_s_per_repeat": None})
 
 
-def _case_lime(ctx: Context, s: Settings):
-    fn = _attr(_module("lime_shap"), "lime_segments")
-    model = ctx.model("cnn_holdout")
-    X, y = ctx.X[: s.perturb_beats], ctx.y[: s.perturb_beats]
-    return Case(lambda: fn(model, X, y, n_samples=s.lime_samples), len(X), "cnn_holdout",
-                settings=f"{s.lime_samples} perturbations, 32 segments")
-
-
-def _case_kernel_shap(ctx: Context, s: Settings):
-    fn = _attr(_module("lime_shap"), "kernel_shap_segments")
-    model = ctx.model("cnn_holdout")
-    X, y = ctx.X[: s.perturb_beats], ctx.y[: s.perturb_beats]
-    return Case(lambda: fn(model, X, y, n_samples=s.lime_samples), len(X), "cnn_holdout",
-                settings=f"{s.lime_samples} coalitions, 32 segments")
-
-
-def _case_gradient_shap(ctx: Context, s: Settings):
-    from utils.data import balanced_sample
-
-    fn = _attr(_module("lime_shap"), "gradient_shap")
-    model = ctx.model("cnn_holdout")
-    train = ctx.split.train
-    per_class = max(1, s.shap_background // 8)
-    background = ctx.data.X[train[balanced_sample(ctx.data.y[train], per_class)]]
-    return Case(lambda: fn(model, ctx.X, ctx.y, background, n_samples=s.shap_samples),
-                len(ctx.X), "cnn_holdout", extra={"background": len(background)},
-                settings=f"{len(background)} background beats, {s.shap_samples} draws")
-
-
-def _case_cam(ctx: Context, s: Settings):
-    fn = _attr(_module("cam"), "class_activation_map")
-    model = ctx.model("cnn_holdout")
-    return Case(lambda: fn(model, ctx.X, ctx.y), len(ctx.X), "cnn_holdout",
-                settings="layer conv_last, no gradients")
-
-
-def _case_gradcam_cnn(ctx: Context, s: Settings):
-    fn = _attr(_module("gradcam"), "grad_cam")
-    model = ctx.model("cnn_holdout")
-    return Case(lambda: fn(model, ctx.X, ctx.y), len(ctx.X), "cnn_holdout",
-                settings="layer conv_last")
-
-
-def _case_gradcam_lstm(ctx: Context, s: Settings):
-    fn = _attr(_module("gradcam"), "lstm_grad_cam")
-    model = ctx.model("lstm_holdout")
-    steps = model.get_layer("lstm").output.shape[1]
-    return Case(lambda: fn(model, ctx.X, ctx.y), len(ctx.X), "lstm_holdout",
-                settings=f"layer lstm ({steps} steps)")
-
-
-def _ig_case(model_name: str):
+def _local_case(method: Callable, model_name: str, settings: str, beats: str = "explain",
+                **options):
+    """A case that explains the first beats of the context with ``method(model, X, y, ...)``."""
     def case(ctx: Context, s: Settings):
-        if model_name not in s.ig_models:
-            raise Skipped(f"{model_name} not in the IG models of these settings")
-        fn = _attr(_module("integrated_gradients"), "integrated_gradients")
+        n = {"explain": s.explain_beats, "perturb": s.perturb_beats, "ig": s.ig_beats}[beats]
         model = ctx.model(model_name)
-        X, y = ctx.X[: s.ig_beats], ctx.y[: s.ig_beats]
-        return Case(lambda: fn(model, X, y, n_steps=s.ig_steps), len(X), model_name,
-                    extra={"n_steps": s.ig_steps}, settings=f"{s.ig_steps} steps, zero baseline")
+        X, y = ctx.X[:n], ctx.y[:n]
+        opts = {k: (v(ctx, s) if callable(v) else v) for k, v in options.items()}
+        return Case(lambda: method(model, X, y, **opts), len(X), model_name,
+                    settings=settings.format(s=s))
     return case
 
 
-def _case_attention(ctx: Context, s: Settings):
-    att = _module("attention")
-    readout = _attr(att, "attention_readout")
-    upsample = _attr(att, "upsample_steps")
-    model = ctx.model("attention_holdout")
-    steps = model.get_layer("lstm").output.shape[1]
-    return Case(lambda: upsample(readout(model, ctx.X)[1]), len(ctx.X), "attention_holdout",
-                settings=f"weights of {steps} steps, upsampled")
+def _background(ctx: Context, s: Settings) -> np.ndarray:
+    from utils.data import balanced_sample
+
+    train = ctx.split.train
+    per_class = max(1, s.shap_background // 8)
+    return ctx.data.X[train[balanced_sample(ctx.data.y[train], per_class)]]
 
 
-#: (method label, case builder). Cost is per beat explained (PFI: per test beat scored).
-EXPLAINERS: tuple[tuple[str, Callable], ...] = (
-    ("PFI (test set, segments)", _case_pfi),
-    ("LIME (segments)", _case_lime),
-    ("Kernel SHAP (segments)", _case_kernel_shap),
-    ("gradient SHAP", _case_gradient_shap),
-    ("CAM", _case_cam),
-    ("Grad-CAM (CNN)", _case_gradcam_cnn),
-    ("Grad-CAM (LSTM)", _case_gradcam_lstm),
-    ("Integrated Gradients (alibi, CNN)", _ig_case("cnn_holdout")),
-    ("Integrated Gradients (alibi, LSTM)", _ig_case("lstm_holdout")),
-    ("attention read-out", _case_attention),
-)
+def _ig_case(model_name: str):
+    from utils.integrated_gradients import integrated_gradients
+
+    def case(ctx: Context, s: Settings):
+        if model_name not in s.ig_models:
+            raise Skipped(f"{model_name} not in the IG models of these settings")
+        return _local_case(integrated_gradients, model_name, "{s.ig_steps} steps, zero baseline",
+                           beats="ig", n_steps=lambda c, s: s.ig_steps)(ctx, s)
+    return case
+
+
+def _explainers() -> tuple[tuple[str, Callable], ...]:
+    """(method label, case builder). Cost is per beat explained (PFI: per test beat scored)."""
+    from utils.attention import attention_readout
+    from utils.cam import class_activation_map
+    from utils.gradcam import grad_cam
+    from utils.lime_shap import gradient_shap, kernel_shap_segments, lime_segments
+
+    return (
+        ("PFI (test set, segments)", _case_pfi),
+        ("LIME (segments)", _local_case(lime_segments, "cnn_holdout",
+                                        "{s.lime_samples} perturbations, 32 segments",
+                                        beats="perturb", n_samples=lambda c, s: s.lime_samples)),
+        ("Kernel SHAP (segments)", _local_case(kernel_shap_segments, "cnn_holdout",
+                                               "{s.lime_samples} coalitions, 32 segments",
+                                               beats="perturb",
+                                               n_samples=lambda c, s: s.lime_samples)),
+        ("gradient SHAP", _local_case(gradient_shap, "cnn_holdout",
+                                      "{s.shap_background} background beats, "
+                                      "{s.shap_samples} draws", background=_background,
+                                      n_samples=lambda c, s: s.shap_samples)),
+        ("CAM", _local_case(class_activation_map, "cnn_holdout", "layer conv_last, no gradients")),
+        ("Grad-CAM (CNN)", _local_case(grad_cam, "cnn_holdout", "layer conv_last")),
+        ("Grad-CAM (LSTM)", _local_case(grad_cam, "lstm_holdout", "layer lstm", layer="lstm")),
+        ("Integrated Gradients (alibi, CNN)", _ig_case("cnn_holdout")),
+        ("Integrated Gradients (alibi, LSTM)", _ig_case("lstm_holdout")),
+        ("attention read-out", _local_case(attention_readout, "attention_holdout",
+                                           "weights per LSTM step, mapped to samples")),
+    )
 
 
 def make_context(data, s: Settings) -> Context:
@@ -600,7 +555,7 @@ def make_context(data, s: Settings) -> Context:
 def bench_explainers(s: Settings, ctx: Context) -> dict:
     """Seconds per beat of every explainer (median of ``repeats`` after a warm-up call)."""
     rows = []
-    for label, case in EXPLAINERS:
+    for label, case in _explainers():
         _log(f"explainer: {label}")
         row: dict[str, Any] = {"method": label}
         try:
@@ -618,8 +573,6 @@ def bench_explainers(s: Settings, ctx: Context) -> dict:
                 row["status"] = "ok (untrained weights)"
         except Skipped:
             continue
-        except Unavailable as exc:
-            row["status"] = f"{NOT_AVAILABLE}: {exc}"
         except Exception as exc:  # noqa: BLE001 - a failing explainer must not stop the rest
             row["status"] = f"{NOT_AVAILABLE}: failed ({_error_text(exc)})"
             traceback.print_exc()
@@ -654,9 +607,9 @@ def gradient_pass(model) -> Callable:
     """A compiled function: gradients of the target logit w.r.t. a batch of inputs (one pass)."""
     import tensorflow as tf
 
-    from utils.models import logits_model
+    from utils.explain import score_model
 
-    logits = logits_model(model)
+    logits = score_model(model)
 
     @tf.function(reduce_retracing=True)
     def grads(x, targets):
@@ -667,16 +620,6 @@ def gradient_pass(model) -> Callable:
         return tape.gradient(score, x)
 
     return grads
-
-
-def _ig_alibi_direct(model, X, y, n_steps):
-    """alibi IG on the logits (used when utils/integrated_gradients.py is missing)."""
-    from alibi.explainers import IntegratedGradients
-
-    from utils.models import logits_model
-
-    ig = IntegratedGradients(logits_model(model), n_steps=n_steps, method="gausslegendre")
-    return ig.explain(X, target=y).attributions[0]
 
 
 def notebooks_ig_usage(folder: Path | None = None) -> dict[str, dict[str, int]]:
@@ -708,6 +651,8 @@ def bench_ig_limit(s: Settings, ctx: Context) -> dict:
     """
     import tensorflow as tf
 
+    from utils.integrated_gradients import batched_integrated_gradients, integrated_gradients
+
     rows = []
     for name in s.ig_models:
         _log(f"IG limit: {name}")
@@ -719,23 +664,11 @@ def bench_ig_limit(s: Settings, ctx: Context) -> dict:
             targets = np.tile(y, s.ig_steps).astype(np.int32)
             x_t, t_t = tf.constant(inputs), tf.constant(targets)
             grads = gradient_pass(model)
-            fns: dict[str, Callable[[], Any]] = {"limit": lambda: grads(x_t, t_t).numpy()}
-            try:
-                igm = _module("integrated_gradients")
-                alibi_fn = _attr(igm, "integrated_gradients")
-                fns["alibi"] = lambda: alibi_fn(model, X, y, n_steps=s.ig_steps)
-                row["alibi_impl"] = "utils.integrated_gradients.integrated_gradients"
-            except Unavailable as exc:
-                igm = None
-                fns["alibi"] = lambda: _ig_alibi_direct(model, X, y, s.ig_steps)
-                row["alibi_impl"] = "alibi IntegratedGradients (utils module missing)"
-                row["batched_status"] = f"{NOT_AVAILABLE}: {exc}"
-            if igm is not None:
-                try:
-                    batched_fn = _attr(igm, "batched_integrated_gradients")
-                    fns["batched"] = lambda: batched_fn(model, X, y, n_steps=s.ig_steps)
-                except Unavailable as exc:
-                    row["batched_status"] = f"{NOT_AVAILABLE}: {exc}"
+            fns: dict[str, Callable[[], Any]] = {
+                "limit": lambda: grads(x_t, t_t).numpy(),
+                "alibi": lambda: integrated_gradients(model, X, y, n_steps=s.ig_steps).values,
+                "batched": lambda: batched_integrated_gradients(model, X, y,
+                                                                n_steps=s.ig_steps).values}
             runs = interleaved_runs(fns, s.ig_repeats)
             row.update({"beats": len(X), "n_steps": s.ig_steps, "inputs": len(inputs),
                         "trained": ctx.trained.get(name)})
@@ -745,13 +678,9 @@ def bench_ig_limit(s: Settings, ctx: Context) -> dict:
                 if key != "limit":
                     ratios = [a / b for a, b in zip(res["runs_s"], runs["limit"]["runs_s"])]
                     row[f"ratio_{key}"] = _round(statistics.median(ratios), 3)
-            if "batched" in runs:
-                diff = np.abs(np.asarray(runs["batched"]["result"])
-                              - np.asarray(runs["alibi"]["result"]))
-                row["max_abs_diff"] = _round(float(diff.max()), 3)
+            diff = np.abs(runs["batched"]["result"] - runs["alibi"]["result"])
+            row["max_abs_diff"] = _round(float(diff.max()), 3)
             row["status"] = "ok"
-        except Unavailable as exc:
-            row["status"] = f"{NOT_AVAILABLE}: {exc}"
         except Exception as exc:  # noqa: BLE001
             row["status"] = f"{NOT_AVAILABLE}: failed ({_error_text(exc)})"
             traceback.print_exc()
@@ -760,8 +689,7 @@ def bench_ig_limit(s: Settings, ctx: Context) -> dict:
             "note": f"limit = one tf.function forward+backward pass (gradient of the target "
                     f"logit) over all n_steps x N interpolated inputs at once; the three are "
                     f"timed in {s.ig_repeats} interleaved rounds after a warm-up call each, "
-                    f"times are medians and a ratio is the median of the per-round ratios; "
-                    f"the issue asks for the batched IG when alibi / limit > 1.5"}
+                    f"times are medians and a ratio is the median of the per-round ratios"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -855,7 +783,7 @@ def render_markdown(res: dict) -> str:
                          f"{r['beats']} x {r['n_steps']}" if "beats" in r else None,
                          r.get("limit_s"), r.get("alibi_s"), r.get("ratio_alibi"),
                          r.get("batched_s"), r.get("ratio_batched"), r.get("max_abs_diff"),
-                         r.get("batched_status", r["status"])] for r in g["rows"]]), "",
+                         r["status"]] for r in g["rows"]]), "",
                 g["note"] + ".", ""]
         use = g["notebooks_use"]
         out += ["Notebooks calling IG (calls in the code cells): "

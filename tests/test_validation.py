@@ -1,0 +1,151 @@
+"""Every public explainer rejects bad input with a clear ValueError (issue 17, item 3).
+
+Hypothesis generates the bad inputs: empty batches, NaN/inf samples, leads-first arrays, beats
+of the wrong length, one beat without the batch axis, non-integer / out-of-range / misaligned
+targets; plus NaN baselines, backgrounds and reference beats, and models without the layer a
+method needs. Every case must fail *before* any expensive work, with a message that names the
+problem.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from utils import config
+from utils.attention import attention_readout
+from utils.cam import class_activation_map
+from utils.gradcam import grad_cam
+from utils.integrated_gradients import batched_integrated_gradients, integrated_gradients
+from utils.lime_shap import gradient_shap, kernel_shap_segments, lime_segments
+from utils.pfi import alibi_permutation_importance, permutation_importance
+
+W = config.WINDOW
+_BG = np.random.default_rng(5).normal(size=(2, W, 2)).astype(np.float32)
+
+#: name -> (model fixture, call(model, X, targets)); every explainer the notebooks use.
+EXPLAINERS = {
+    "pfi": ("fcn", lambda m, X, t: permutation_importance(m, X, t, n_repeats=1)),
+    "pfi_alibi": ("fcn", lambda m, X, t: alibi_permutation_importance(m, X, t, n_repeats=1)),
+    "lime": ("fcn", lambda m, X, t: lime_segments(m, X, t, n_samples=10)),
+    "kernel_shap": ("fcn", lambda m, X, t: kernel_shap_segments(m, X, t, n_samples=10)),
+    "gradient_shap": ("fcn", lambda m, X, t: gradient_shap(m, X, t, background=_BG,
+                                                           n_samples=2)),
+    "cam": ("fcn", lambda m, X, t: class_activation_map(m, X, t)),
+    "grad_cam": ("fcn", lambda m, X, t: grad_cam(m, X, t)),
+    "grad_cam_lstm": ("lstm", lambda m, X, t: grad_cam(m, X, t, layer="lstm")),
+    "integrated_gradients": ("fcn", lambda m, X, t: integrated_gradients(m, X, t, n_steps=2)),
+    "batched_ig": ("lstm", lambda m, X, t: batched_integrated_gradients(m, X, t, n_steps=2)),
+    "attention": ("attention_lstm", lambda m, X, t: attention_readout(m, X, t)),
+}
+
+
+def _good(n: int = 3) -> np.ndarray:
+    return np.random.default_rng(n).normal(size=(n, W, 2)).astype(np.float32)
+
+
+@st.composite
+def bad_beats(draw):
+    """(X, expected message) for beats that no explainer may accept; targets stay valid."""
+    kind = draw(st.sampled_from(["empty", "nan", "inf", "leads_first", "window", "one_beat"]))
+    n = draw(st.integers(2, 4))
+    X = _good(n)
+    if kind == "empty":
+        return X[:0], "no beats"
+    if kind in ("nan", "inf"):
+        i, t, lead = draw(st.integers(0, n - 1)), draw(st.integers(0, W - 1)), draw(st.integers(0, 1))
+        X[i, t, lead] = np.nan if kind == "nan" else draw(st.sampled_from([np.inf, -np.inf]))
+        return X, "NaN or infinite"
+    if kind == "leads_first":
+        return X.transpose(0, 2, 1), "leads-first"
+    if kind == "window":
+        length = draw(st.integers(8, 2 * W).filter(lambda k: k != W))
+        return np.zeros((n, length, 2), np.float32), f"shape \\(n, {W}, 2\\)"
+    return X[0], "one beat"
+
+
+@st.composite
+def bad_targets(draw):
+    """(targets, n beats, expected message) for targets no explainer may accept."""
+    n = draw(st.integers(2, 4))
+    kind = draw(st.sampled_from(["fraction", "high", "negative", "length", "nan"]))
+    if kind == "fraction":
+        return draw(st.integers(0, 6)) + draw(st.sampled_from([0.5, 0.25, 0.7])), n, "integer"
+    if kind == "high":
+        return draw(st.integers(8, 1000)), n, r"\[0, 8\)"
+    if kind == "negative":
+        return draw(st.integers(-1000, -1)), n, r"\[0, 8\)"
+    if kind == "nan":
+        return np.full(n, np.nan), n, "integer"
+    return np.zeros(draw(st.integers(1, 6).filter(lambda k: k != n)), int), n, "class indices"
+
+
+_settings = settings(max_examples=12, deadline=None,
+                     suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@pytest.mark.parametrize("name", list(EXPLAINERS))
+@_settings
+@given(case=bad_beats())
+def test_bad_beats_are_rejected(request, name, case):
+    fixture, call = EXPLAINERS[name]
+    X, message = case
+    with pytest.raises(ValueError, match=message):
+        call(request.getfixturevalue(fixture), X, 0)
+
+
+@pytest.mark.parametrize("name", list(EXPLAINERS))
+@_settings
+@given(case=bad_targets())
+def test_bad_targets_are_rejected(request, name, case):
+    fixture, call = EXPLAINERS[name]
+    targets, n, message = case
+    with pytest.raises(ValueError, match=message):
+        call(request.getfixturevalue(fixture), _good(n), targets)
+
+
+@pytest.mark.parametrize("name, fixture, call, message", [
+    ("cam on the LSTM", "lstm", lambda m, X: class_activation_map(m, X, 0), "conv_last"),
+    ("attention on the CNN", "fcn", lambda m, X: attention_readout(m, X, 0), "'attention'"),
+    ("Grad-CAM at a missing layer", "fcn", lambda m, X: grad_cam(m, X, 0, layer="lstm"),
+     "'lstm'"),
+    ("Grad-CAM at a flat layer", "fcn", lambda m, X: grad_cam(m, X, 0, layer="gap"),
+     "\\(steps, channels\\)"),
+])
+def test_models_without_the_needed_layer(request, name, fixture, call, message):
+    with pytest.raises(ValueError, match=message):
+        call(request.getfixturevalue(fixture), _good())
+
+
+@_settings
+@given(position=st.tuples(st.integers(0, W - 1), st.integers(0, 1)),
+       value=st.sampled_from([np.nan, np.inf, -np.inf]))
+def test_bad_baselines_backgrounds_and_references(fcn, position, value):
+    bad = np.zeros((W, 2), np.float32)
+    bad[position] = value
+    X = _good()
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        batched_integrated_gradients(fcn, X, 0, baselines=bad, n_steps=2)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        integrated_gradients(fcn, X, 0, baselines="mean", reference=bad, n_steps=2)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        gradient_shap(fcn, X, 0, background=bad[None], n_samples=2)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        lime_segments(fcn, X, 0, how="mean", reference=bad, n_samples=10)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        kernel_shap_segments(fcn, X, 0, how="mean", reference=bad, n_samples=10)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        permutation_importance(fcn, X, [0, 1, 2], how="mean", reference=bad)
+
+
+def test_bad_outputs_and_options(fcn):
+    X = _good()
+    for call in (lambda: lime_segments(fcn, X, 0, output="softmax"),
+                 lambda: grad_cam(fcn, X, 0, output="softmax"),
+                 lambda: batched_integrated_gradients(fcn, X, 0, output="softmax")):
+        with pytest.raises(ValueError, match="output must be"):
+            call()
+    with pytest.raises(ValueError, match="n_segments"):
+        lime_segments(fcn, X, 0, n_segments=0)
+    with pytest.raises(ValueError, match="how must be"):
+        kernel_shap_segments(fcn, X, 0, how="smear")
