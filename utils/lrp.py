@@ -20,8 +20,10 @@ The bias is a neuron of constant activation 1 (``a_0 = 1, w_0k = b_k``): it take
 AveragePooling1D) is a linear layer with positive weights, Concatenate splits relevance by slices.
 **Conservation**: for LRP-0/epsilon, ``sum_j R_j = sum_k R_k (z_k - b_k) / (z_k + eps sign z_k)``:
 relevance is lost only to the biases (BatchNorm shifts included, once folded) and to epsilon;
-with zero biases and ``eps = 0`` it is exact (``delta = 0``), and then LRP-0 equals gradient x
-input on a ReLU network. :func:`lrp` reports the gap per beat as ``delta``.
+with zero biases and ``eps = 0`` it is exact (``delta = 0``). On a ReLU network LRP-0 equals
+gradient x input (Ancona et al. 2018; with biases too, since ``R_k / z_k = d logit / d z_k``
+layer by layer), so it shares that map's noise; epsilon and gamma are what make LRP differ.
+:func:`lrp` reports the conservation gap per beat as ``delta``.
 
 BatchNormalization after a Conv1D or Dense is first folded into it
 (:func:`utils.models.fold_batchnorm_weights`, the one folding rule of the course); a BN elsewhere is
