@@ -35,8 +35,8 @@ Implementation: the "gradient trick" of Montavon et al. (2019, Sec. 10.2.2): wit
 **Why our own code**: no maintained LRP library supports TensorFlow 2.17 / Keras 3 (iNNvestigate
 2.1.2 needs TensorFlow < 2.15; signxai TensorFlow <= 2.12; zennit and Captum are PyTorch), so this
 is a small, readable TensorFlow version (float64) that walks any Keras functional graph made of
-InputLayer, Conv1D, Dense, BatchNormalization, ReLU activations, GlobalAveragePooling1D,
-AveragePooling1D, Concatenate and Dropout layers up to the ``logits`` layer.
+InputLayer, Conv1D, Dense, BatchNormalization, Normalization, ReLU activations,
+GlobalAveragePooling1D, AveragePooling1D, Concatenate and Dropout layers up to ``logits``.
 """
 from __future__ import annotations
 
@@ -134,6 +134,17 @@ def _make_steps(layer, inputs: list[int], output: int, reads_input: bool) -> lis
         bias = np.asarray(beta - layer.moving_mean.numpy() * scale, dtype=np.float64)
         return [_Step("linear", layer.name, inputs, output, _scale_fn, scale, bias,
                       "BatchNormalization", reads_input=reads_input)]
+    if isinstance(layer, layers.Normalization):      # (x - mean) / sqrt(var): a diagonal layer
+        import keras
+
+        mean = np.asarray(layer.mean, dtype=np.float64).reshape(-1)
+        var = np.asarray(layer.variance, dtype=np.float64).reshape(-1)
+        last = int(layer.input.shape[-1])
+        if layer.invert or mean.shape != (last,):
+            raise ValueError(f"LRP handles Normalization over the last axis only ({layer.name!r})")
+        scale = 1.0 / np.maximum(np.sqrt(var), keras.config.epsilon())
+        return [_Step("linear", layer.name, inputs, output, _scale_fn, scale, -mean * scale,
+                      "Normalization", reads_input=reads_input)]
     if isinstance(layer, layers.Activation):
         return [_Step(_activation_kind(layer, layer.activation), layer.name, inputs, output)]
     if isinstance(layer, layers.ReLU):
@@ -163,7 +174,7 @@ def _make_steps(layer, inputs: list[int], output: int, reads_input: bool) -> lis
     if isinstance(layer, layers.Concatenate):
         return [_Step("concat", layer.name, inputs, output, axis=int(layer.axis))]
     raise ValueError(f"LRP does not support layer {layer.name!r} ({type(layer).__name__}); "
-                     "supported: Conv1D, Dense, BatchNormalization, ReLU/Activation('relu'), "
+                     "supported: Conv1D, Dense, BatchNormalization, Normalization, ReLU, "
                      "GlobalAveragePooling1D, AveragePooling1D, Concatenate, Dropout")
 
 
