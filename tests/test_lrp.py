@@ -288,6 +288,23 @@ def test_multimodal_with_biases_matches_the_model():
         np.testing.assert_allclose(e.delta, total - e.extras["score"], atol=1e-9)
 
 
+def test_reads_the_current_weights(beats):
+    """No stale cache: after re-randomising a layer the relevance changes (the cascading
+    randomisation sanity check depends on this)."""
+    import keras
+
+    from utils.models import build_fcn
+
+    keras.utils.set_random_seed(4)
+    model = build_fcn(filters=(4, 4, 8), kernels=(5, 5, 5), dilations=(1, 2, 4),
+                      input_shape=(64, 2))
+    before = lrp(model, beats, 0).values
+    w, b = model.get_layer("conv1_conv").get_weights()
+    model.get_layer("conv1_conv").set_weights([np.flip(w, axis=0) * 2, b])
+    after = lrp(model, beats, 0).values
+    assert np.abs(after - before).max() > 1e-3 * np.abs(before).max()
+
+
 def test_rejects_what_it_cannot_explain(fcn, beats):
     import keras
 

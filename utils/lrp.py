@@ -41,7 +41,6 @@ GlobalAveragePooling1D, AveragePooling1D, Concatenate and Dropout layers up to `
 from __future__ import annotations
 
 import os
-import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -77,6 +76,7 @@ class _Step:
     axis: int = -1
     sizes: list[int] = field(default_factory=list)
     reads_input: bool = False
+    layer: Any = None          # the Keras layer the step comes from
 
 
 def _conv_fn(layer):
@@ -193,8 +193,7 @@ def _fold(steps: list[_Step]) -> list[_Step]:
         src = producer.get(s.inputs[0]) if s.inputs else None
         if (s.layer_type == "BatchNormalization" and src is not None
                 and src.layer_type in ("Conv1D", "Dense") and consumers[src.output] == 1):
-            bn = s._layer  # type: ignore[attr-defined]
-            src.kernel, src.bias = fold_batchnorm_weights(src.kernel, src.bias, bn)
+            src.kernel, src.bias = fold_batchnorm_weights(src.kernel, src.bias, s.layer)
             src.name, src.output = f"{src.name}+{s.name}", s.output
             continue
         out.append(s)
@@ -233,7 +232,7 @@ class _Graph:
             ins = [visit(x) for x in node.input_tensors]
             new = _make_steps(layer, ins, key, any(k in self.input_keys for k in ins))
             for s in new:
-                s._layer = layer  # type: ignore[attr-defined]
+                s.layer = layer
                 if s.kind == "concat":
                     s.sizes = [int(shapes[k][s.axis]) for k in ins]
             steps.extend(new)
@@ -325,14 +324,10 @@ def _linear_relevance(s: _Step, a, r, eps: float, gamma: float):
     return out
 
 
-_GRAPHS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-
-
 def _graph(model, fold: bool) -> _Graph:
-    cache = _GRAPHS.setdefault(model, {})
-    if fold not in cache:
-        cache[fold] = _Graph(model, fold)
-    return cache[fold]
+    """The step list of ``model``, read afresh on every call (a few ms): no cache, so that
+    changed weights (training, the parameter-randomisation sanity check) are always seen."""
+    return _Graph(model, fold)
 
 
 def _rule_of(rule: str, epsilon: float, gamma: float) -> Callable[[_Step], tuple[float, float]]:
