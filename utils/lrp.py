@@ -3,7 +3,7 @@
 LRP explains the class score (logit) ``z_c`` of one beat by passing it backwards, layer by layer,
 from the ``logits`` layer to the input. For a linear layer ``z_k = sum_j a_j w_jk + b_k`` whose
 outputs carry relevance ``R_k``, the rules of Montavon et al. (2019, "Layer-wise relevance
-propagation: an overview", eqs. 1-4) are
+propagation: an overview") are
 
 * **LRP-0**:       ``R_j = sum_k  a_j w_jk / z_k * R_k``
 * **LRP-epsilon**: ``R_j = sum_k  a_j w_jk / (z_k + eps * sign(z_k)) * R_k`` (eps absorbs the
@@ -12,7 +12,7 @@ propagation: an overview", eqs. 1-4) are
   / sum_j' (a_j' w_j'k + gamma (a_j' w_j'k)^+) * R_k`` (favours positive contributions: more
   stable maps). For ReLU outputs (``a >= 0``) ``(a w)^+ = a w^+``, Montavon's form; at the input
   layer the beat is signed, so ``(a w)^+ = a^+ w^+ + a^- w^-`` (the "generalised" gamma rule);
-* **composite** (Montavon et al. 2019, Sec. 10.2.1): LRP-0 in the Dense layers, LRP-epsilon in
+* **composite** (Montavon et al. 2019, "which rule for which layer"): LRP-0 in the Dense layers, LRP-epsilon in
   the middle, LRP-gamma in the layers that read an input directly.
 
 The bias is a neuron of constant activation 1 (``a_0 = 1, w_0k = b_k``): it takes its share of
@@ -30,8 +30,9 @@ BatchNormalization after a Conv1D or Dense is first folded into it
 an affine layer with a diagonal weight. Rules are applied to the folded network (folding changes
 what LRP-epsilon and LRP-gamma return: see :func:`invariance_example`).
 
-Implementation: the "gradient trick" of Montavon et al. (2019, Sec. 10.2.2): with
-``s = R / z_mod`` held constant, ``R_in = a * grad_a(sum(z_mod(a) * s))``, one tape per layer.
+Implementation: the "gradient trick" of Montavon et al. (2019, "implementing LRP efficiently"):
+with ``s = R / z_mod`` held constant, ``R_in = a * grad_a(sum(z_mod(a) * s))``, one tape per
+layer.
 **Why our own code**: no maintained LRP library supports TensorFlow 2.17 / Keras 3 (iNNvestigate
 2.1.2 needs TensorFlow < 2.15; signxai TensorFlow <= 2.12; zennit and Captum are PyTorch), so this
 is a small, readable TensorFlow version (float64) that walks any Keras functional graph made of
