@@ -175,6 +175,8 @@ def fold_batchnorm(model):
     import keras
     from keras import layers
 
+    from .models import fold_batchnorm_weights
+
     inputs = keras.Input(model.input_shape[1:], name="beat")
     x = inputs
     convs = [lay for lay in model.layers if isinstance(lay, layers.Conv1D)]
@@ -188,9 +190,7 @@ def fold_batchnorm(model):
         except ValueError:
             raise ValueError(f"no BatchNormalization layer {block}_bn after {conv.name}") from None
         w, b = conv.get_weights() if conv.use_bias else (conv.get_weights()[0], 0.0)
-        gamma, beta, mean, var = bn.get_weights()
-        scale = gamma / np.sqrt(var + bn.epsilon)
-        new_weights.append((w * scale, (b - mean) * scale + beta))
+        new_weights.append(fold_batchnorm_weights(w, b, bn))
         x = layers.Conv1D(conv.filters, conv.kernel_size, padding=conv.padding,
                           dilation_rate=conv.dilation_rate, name=f"{block}_conv")(x)
         x = layers.Activation("relu", name=block)(x)

@@ -192,6 +192,26 @@ BUILDERS = {
 }
 
 
+def fold_batchnorm_weights(kernel: np.ndarray, bias, bn: layers.BatchNormalization
+                           ) -> tuple[np.ndarray, np.ndarray]:
+    """Fold an inference-mode BatchNormalization into the linear layer (Conv1D or Dense) before
+    it: ``w' = w * s``, ``b' = (b - mean) * s + beta`` with ``s = gamma / sqrt(var + eps)``
+    (per output channel, the last axis of ``kernel``). ``bias`` may be 0 (layer without bias).
+    The one definition of BN folding in the course (used by
+    :func:`utils.integrated_gradients.fold_batchnorm` and :mod:`utils.lrp`)."""
+    channels = int(np.shape(kernel)[-1])
+    if tuple(bn.moving_mean.shape) != (channels,):
+        raise ValueError(f"BatchNormalization {bn.name!r} has {bn.moving_mean.shape} statistics "
+                         f"for {channels} channels (it must normalise the channel axis)")
+    gamma = np.asarray(bn.gamma.numpy()) if bn.scale else np.ones(channels)
+    beta = np.asarray(bn.beta.numpy()) if bn.center else np.zeros(channels)
+    mean = np.asarray(bn.moving_mean.numpy())
+    var = np.asarray(bn.moving_variance.numpy())
+    scale = gamma / np.sqrt(var + bn.epsilon)
+    return (np.asarray(kernel) * scale,
+            (np.asarray(bias) - mean) * scale + beta * np.ones(channels))
+
+
 def predict_proba(model: keras.Model, X: np.ndarray, batch_size: int = 1024) -> np.ndarray:
     """Class probabilities for a batch of beats (validated: shape and finiteness)."""
     from .data import validate_beats
