@@ -41,6 +41,14 @@ def test_first_k_is_one_record_the_sampler_is_not():
     assert sample_report(y, record, s.indices).loc["L", "top_share"] < 0.5
 
 
+def test_max_records_limits_records_not_the_cap():
+    y, record = _toy()
+    s = sample_by_record(y, record, 4, max_records=2, seed=0)
+    rep = s.report
+    assert rep.loc["L", "records"] == 2 and rep.loc["L", "records_available"] == 3
+    assert rep.loc["N", "records"] == 1 and rep.loc["N", "beats"] == 4
+
+
 def test_deterministic_and_seed_dependent():
     y, record = _toy()
     a = sample_by_record(y, record, 5, seed=1).indices

@@ -70,8 +70,8 @@ def _as_1d(a, name: str) -> np.ndarray:
 
 
 def sample_by_record(y, record, per_record: int = PER_RECORD, *, mask=None,
-                     classes: Iterable[int] | None = None, seed: int = config.SEED
-                     ) -> RecordSample:
+                     classes: Iterable[int] | None = None, max_records: int | None = None,
+                     seed: int = config.SEED) -> RecordSample:
     """Beats of each class, up to ``per_record`` from every record that has the class.
 
     Parameters
@@ -80,7 +80,9 @@ def sample_by_record(y, record, per_record: int = PER_RECORD, *, mask=None,
     per_record : cap of beats per record and class (all beats of a record below the cap).
     mask : optional (n,) boolean pool (e.g. ``pred == y`` for correct beats).
     classes : class indices to sample (default: every class present in the pool).
-    seed : the draw is a pure function of (y, record, mask, per_record, classes, seed).
+    max_records : only for expensive explainers (LIME, Kernel SHAP): at most this many records
+        per class, drawn at random; ``None`` (default) keeps every record of the class.
+    seed : the draw is a pure function of its arguments.
 
     Within a record the beats are drawn at random without replacement (not the first ones:
     beats of a record are in time order, and the start of a recording is not representative).
@@ -102,7 +104,10 @@ def sample_by_record(y, record, per_record: int = PER_RECORD, *, mask=None,
         if not len(members):
             continue
         names, inverse = np.unique(record[members], return_inverse=True)
-        for r in range(len(names)):
+        keep = range(len(names))
+        if max_records is not None and len(names) > int(max_records):
+            keep = np.sort(rng.choice(len(names), size=int(max_records), replace=False))
+        for r in keep:
             in_rec = members[inverse == r]
             take = min(int(per_record), len(in_rec))
             chosen.append(rng.choice(in_rec, size=take, replace=False))
