@@ -117,7 +117,8 @@ def sample_by_record(y, record, per_record: int = PER_RECORD, *, mask=None,
 
 
 def sample_misclassified(y, pred, record, per_record: int = 5, *, seed: int = config.SEED,
-                         classes: Iterable[int] | None = None) -> RecordSample:
+                         classes: Iterable[int] | None = None, max_records: int | None = None
+                         ) -> RecordSample:
     """Misclassified beats (``pred != y``) stratified by record within each **true** class.
 
     A small cap (default 5) keeps a figure of misclassified beats from being one patient's
@@ -127,7 +128,8 @@ def sample_misclassified(y, pred, record, per_record: int = 5, *, seed: int = co
     pred = _as_1d(pred, "pred")
     if pred.shape != y.shape:
         raise ValueError(f"pred {pred.shape} and y {y.shape} differ in length")
-    return sample_by_record(y, record, per_record, mask=pred != y, classes=classes, seed=seed)
+    return sample_by_record(y, record, per_record, mask=pred != y, classes=classes,
+                            max_records=max_records, seed=seed)
 
 
 def first_k_per_class(y, k: int, mask=None, n_classes: int = len(config.CLASSES)) -> np.ndarray:
