@@ -164,7 +164,7 @@ def previous_r_table(data, idx=None, r_offset: int = config.R_OFFSET,
 # Integrated Gradients with a completeness check
 # ------------------------------------------------------------------------------------------------
 def checked_integrated_gradients(model, X, targets, *, baselines=None,
-                                 output: str = "logits", tolerance: float = 0.05,
+                                 output: str = "logits", tolerance: float = 0.03,
                                  steps: tuple[int, ...] = (64, 256, 1024),
                                  max_batch: int = 4096):
     """Integrated Gradients whose completeness is checked per beat (the rule of the course).
@@ -174,6 +174,12 @@ def checked_integrated_gradients(model, X, targets, *, baselines=None,
        is compared with ``tolerance``; beats above it are recomputed with the next step count;
     3. beats still above ``tolerance`` after ``steps[-1]`` are **flagged**: leave them out of
        class averages and tables, and report how many.
+
+    Measured on the holdout LSTM (median baseline, true class, one test beat per record and
+    class: 117 beats): the relative error at 64 / 128 / 256 / 1024 steps has a maximum of
+    2.4 / 0.31 / 0.23 / 0.028; with the default rule (3 %, steps 64 -> 256 -> 1024) 29 beats are
+    recomputed at 256 steps, 6 at 1024 and none is flagged, for 1.4x the cost of a fixed 128
+    steps (which leaves 11 % of the beats above 3 %). See /work/notes/evidence_measure.py.
 
     Returns an :class:`utils.explain.Explanation` (method ``"integrated_gradients"``) with
     ``delta`` = the signed completeness gap ``sum(IG) - (F(x) - F(b))`` per beat and
