@@ -123,3 +123,18 @@ def test_bad_input():
         delineate(np.ones(W), r_offset=W)
     with pytest.raises(ValueError, match="beats"):
         median_beat(np.zeros((0, W, 2)))
+
+
+def test_region_share_measured_uses_each_class_window():
+    from utils.waves import region_share_measured
+
+    tiles = {"N": {"before P": (0, 50), "P wave + PR": (50, 100), "QRS": (100, 124),
+                   "ST-T": (124, 180), "after T": (180, W)},
+             "V": {"before P": (0, 50), "P wave + PR": (50, 95), "QRS": (95, 140),
+                   "ST-T": (140, 180), "after T": (180, W)}}
+    rel = np.zeros((2, W, 2))
+    rel[:, 96:139, 0] = 1.0          # inside V's measured QRS, partly outside N's
+    table = region_share_measured(rel, np.array([0, 3]), tiles)
+    assert table.loc["V", "QRS"] == pytest.approx(1.0)
+    assert table.loc["N", "QRS"] == pytest.approx(24 / 43)
+    assert list(table.columns) == list(TILING) + ["n"]

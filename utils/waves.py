@@ -310,3 +310,27 @@ def windows_table(windows: dict[str, dict[str, tuple[int, int]]], fs: int = conf
                 row["QRS ms"] = round((b - a) * 1000 / fs)
         rows[cls] = row
     return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def region_share_measured(relevance, y, windows: dict[str, dict[str, tuple[int, int]]] | None
+                          = None):
+    """``utils.relevance.region_share`` with the measured tiling of each beat's class.
+
+    ``windows`` maps a class symbol to its tiling (default: ``wave_windows(c, tiling=True)`` of
+    the course data). Rows: classes present in ``y``; columns: the five regions and ``n``.
+    """
+    import pandas as pd
+
+    from .relevance import region_share
+
+    r = np.asarray(relevance, dtype=np.float64)
+    y = np.asarray(y)
+    if len(r) != len(y):
+        raise ValueError(f"{len(y)} labels for {len(r)} relevance maps")
+    parts = []
+    for i, c in enumerate(config.CLASSES):
+        sel = y == i
+        if sel.any():
+            w = windows[c] if windows is not None else wave_windows(c, tiling=True)
+            parts.append(region_share(r[sel], y[sel], w))
+    return pd.concat(parts).reindex(columns=list(TILING) + ["n"])
