@@ -519,7 +519,7 @@ def invariance_example(window: int = 64, epsilon: float = 0.5, seed: int = 0
     methods: dict[str, Callable] = {
         "gradient_x_input": lambda m: gradient_x_input(m, X, targets).values,
         "integrated_gradients": lambda m: batched_integrated_gradients(m, X, targets,
-                                                                       n_steps=128),
+                                                                       n_steps=128).values,
         "lrp_zero": lambda m: lrp(m, X, targets, rule="zero").values,
         "lrp_epsilon": lambda m: lrp(m, X, targets, rule="epsilon", epsilon=epsilon).values,
     }
