@@ -129,3 +129,26 @@ def test_visible_part_drops_hidden_tests():
 @pytest.mark.parametrize("path", grading.course_notebooks(), ids=lambda p: p.stem[:2])
 def test_course_notebooks_follow_the_exercise_rules(path):
     assert exercises.check_exercises(path) == []
+
+
+def test_forbid_blocks_a_shortcut_in_its_module_and_in_the_notebook_namespace():
+    import sys
+
+    from utils import relevance
+
+    main = sys.modules["__main__"]
+    original = relevance.lead_share
+    main.lead_share = relevance.lead_share  # as after `from utils.relevance import lead_share`
+    try:
+        def learner_function():
+            return main.lead_share
+
+        with exercises.forbid("utils.relevance.lead_share"):
+            with pytest.raises(AssertionError, match="without utils.relevance.lead_share"):
+                relevance.lead_share(None, None)
+            with pytest.raises(AssertionError):
+                learner_function()(None, None)
+            assert relevance.normalise_per_beat is not None  # others untouched
+        assert relevance.lead_share is original and main.lead_share is original
+    finally:
+        del main.lead_share

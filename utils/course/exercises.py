@@ -28,9 +28,10 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from . import grading
 
@@ -81,6 +82,40 @@ def pass_message(grade_id: str) -> str:
 def exercise_passed(grade_id: str) -> None:
     """Print :func:`pass_message` (the last line of every visible test cell)."""
     print(pass_message(grade_id))
+
+
+@contextmanager
+def forbid(*targets: str) -> Iterator[None]:
+    """Make the ``utils`` shortcuts ``targets`` raise inside the block (for hidden tests).
+
+    ``targets`` are dotted names such as ``"utils.cam.class_activation_map"``. The function is
+    replaced in its module and wherever the notebook's namespace (``__main__``) holds the same
+    object (``from utils.cam import class_activation_map``), so a learner's function that calls
+    the shortcut fails the hidden test instead of passing it; everything is restored after.
+    """
+    import importlib
+
+    main = sys.modules.get("__main__")
+    saved: list[tuple[object, str, object]] = []
+    try:
+        for target in targets:
+            module_name, _, name = target.rpartition(".")
+            module = importlib.import_module(module_name)
+            original = getattr(module, name)
+
+            def blocked(*args, _name=target, **kwargs):
+                raise AssertionError(f"solve this exercise without {_name}")
+
+            homes = [module] + ([main] if main is not None else [])
+            for home in homes:
+                for attr, value in list(vars(home).items()):
+                    if value is original:
+                        saved.append((home, attr, value))
+                        setattr(home, attr, blocked)
+        yield
+    finally:
+        for home, attr, value in reversed(saved):
+            setattr(home, attr, value)
 
 
 def visible_part(source: str) -> str:
