@@ -48,8 +48,9 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync",
                  "--disable-dev-shm-usage"]
-#: Seconds for the whole notebook run up to the first exercise.
-RUN_TIMEOUT = 240
+#: Seconds allowed for running the notebook up to its first exercise (about 1.5 min on an idle
+#: 2-core machine; a loaded CI machine may need several times that).
+RUN_TIMEOUT = float(os.environ.get("BROWSER_TEST_TIMEOUT", 900))
 #: Instructor tools of nbgrader's lab extension, as they are labelled in JupyterLab.
 INSTRUCTOR_LABELS = ("Nbgrader", "Validate", "Create Assignment", "Formgrader",
                      "Assignment List", "Course List")
@@ -148,7 +149,9 @@ JS_RUN_ABOVE = """async (index) => {
   const panel = app.shell.currentWidget;
   await panel.sessionContext.ready;
   panel.content.activeCellIndex = index;
-  await app.commands.execute('notebook:run-all-above');
+  // not awaited: the test polls the cells itself, with its own deadline
+  app.commands.execute('notebook:run-all-above');
+  return true;
 }"""
 
 JS_STATE = """(index) => {
