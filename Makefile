@@ -12,10 +12,20 @@ PYTEST_NB := --nbval --nbval-current-env --nbval-cell-timeout=900 \
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 export PYTHONHASHSEED ?= 0
 
-.PHONY: help install data lab test unit notebooks models student grade bench clean check-python
+.PHONY: help install data lab instructor browser-test test unit notebooks models student grade bench clean check-python
 
-help:  ## list the targets
+help:  ## list the targets and the variables
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
+	@echo; echo "variables (make VAR=value target, or export them):"
+	@sed -n 's/^#var //p' $(MAKEFILE_LIST) | expand -t 14
+
+#var MITDB_DIR	local copy of MIT-BIH, used in place (else data/mitdb/, else a download)
+#var PYTHON	Python 3.10-3.12 that creates .venv (default: the first one found)
+#var LAB_ARGS	extra jupyter lab options for lab/instructor, e.g. LAB_ARGS="--port 8899"
+#var JOBS	notebooks that make grade grades at the same time (default 1)
+#var SUBMISSIONS	folder of <learner>/<notebook>.ipynb for make grade (default submissions)
+#var BENCH_ARGS	options for make bench, e.g. BENCH_ARGS="--quick"
+#var CHROMIUM	browser for make browser-test (default /usr/bin/chromium, apt-get if missing)
 
 check-python:
 	@if [ -z "$(PYTHON)" ]; then \
@@ -38,8 +48,29 @@ install: $(STAMP)  ## create .venv with the pinned packages and the utils packag
 data: $(STAMP)  ## get and verify MIT-BIH (uses MITDB_DIR if set, else downloads from PhysioNet)
 	$(PY) -m utils.data
 
-lab: data  ## open the course in JupyterLab
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
+LAB_ARGS ?=
+
+lab: data  ## learner view: notebooks without solutions in work/ (never overwritten), no nbgrader tools
+	$(PY) -m utils.course.learner lab -- $(LAB_ARGS)
+
+instructor: data  ## instructor view: the source notebooks in notebooks/ (solutions in), nbgrader tools
+	$(PY) -m utils.course.learner instructor -- $(LAB_ARGS)
+
+CHROMIUM ?= /usr/bin/chromium
+BROWSER_SITE := build/browser-site
+
+$(BROWSER_SITE)/.installed: requirements-browser.txt $(STAMP)
+	rm -rf $(BROWSER_SITE)
+	$(PY) -m pip install -q --no-deps --target $(BROWSER_SITE) -r requirements-browser.txt
+	touch $@
+
+browser-test: data $(BROWSER_SITE)/.installed  ## headless Chromium: make lab hides solutions and tools (build/browser-test/*.png)
+	@test -x $(CHROMIUM) || { echo "$(CHROMIUM) not found: installing Debian's chromium (apt-get)"; \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+	  && test -x $(CHROMIUM) || { echo "ERROR: could not install Chromium (apt-get needs root and Debian's"; \
+	  echo "       package registry). Install it yourself, or point CHROMIUM=/path/to/chromium at one."; exit 1; }; }
+	BROWSER_TEST=1 CHROMIUM=$(CHROMIUM) PYTHONPATH=$(CURDIR)/$(BROWSER_SITE)$${PYTHONPATH:+:$$PYTHONPATH} \
+	  $(PY) -m pytest tests/browser -q -ra -p no:cacheprovider
 
 unit: data  ## unit tests only (skips the slow autograding of the real notebooks)
 	GRADING_SKIP_AUTOGRADE=1 $(PY) -m pytest tests -q

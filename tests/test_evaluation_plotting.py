@@ -37,7 +37,8 @@ def test_plots_draw():
     rng = np.random.default_rng(0)
     beat = rng.normal(size=(config.WINDOW, 2))
     ax = plotting.plot_relevance(beat, rng.normal(size=(config.WINDOW, 2)), title="x")
-    assert len(ax.collections) == 2
+    # each lead on its own axis, one coloured trace each
+    assert [len(child.collections) for child in ax.child_axes] == [1, 1]
     plotting.plot_relevance(beat, rng.random(config.WINDOW), symmetric=False)
     with pytest.raises(ValueError, match="does not match"):
         plotting.plot_relevance(beat, np.zeros(10))
@@ -48,6 +49,6 @@ def test_plots_draw():
     y = np.array([0, 0, 3])
     fig = plotting.plot_class_averages(rng.normal(size=(3, config.WINDOW, 2)),
                                        rng.normal(size=(3, config.WINDOW, 2)), y)
-    assert sum(ax.get_visible() for ax in fig.axes) == 2
+    assert sum(ax.get_visible() for ax in fig.axes) == 3  # 2 classes + the shared colour bar
     plotting.plot_segment_importance(rng.random(32), rng.random(32))
     plt.close("all")

@@ -68,6 +68,8 @@ def mitdb_env_dir() -> Path | None:
 #: Display names of the two leads (channel order of :data:`LEAD_ROLES`), used by every figure
 #: and table.
 LEAD_NAMES: tuple[str, ...] = ("lead 0 (MLII)", "lead 1 (chest)")
+#: Short lead names (the y label of each lead's own axis, table columns).
+LEAD_SHORT: tuple[str, ...] = ("MLII", "chest")
 
 #: Parts of a beat window in seconds from the annotated R peak, in order; ``None`` = window
 #: edge. Fixed textbook times (P wave + PR before -0.06 s, QRS +-0.06 s, ST segment + T wave to

@@ -24,7 +24,6 @@ def setup_notebook(seed: int = config.SEED, threads: int | None = None) -> None:
     warnings.filterwarnings("ignore", category=UserWarning)
 
     import numpy as np
-    import matplotlib as mpl
     import keras
     import tensorflow as tf
 
@@ -35,10 +34,9 @@ def setup_notebook(seed: int = config.SEED, threads: int | None = None) -> None:
     np.random.seed(seed)
     keras.utils.set_random_seed(seed)
     np.set_printoptions(precision=4, suppress=True)
-    mpl.rcParams.update({
-        "figure.dpi": 90, "figure.figsize": (9, 3.2), "axes.grid": True, "grid.alpha": 0.3,
-        "axes.spines.top": False, "axes.spines.right": False, "font.size": 10,
-    })
+    from .plotting import use_course_style
+
+    use_course_style()  # the figure rules of docs/FIGURES.md (text >= 8 pt, ...)
     try:
         import pandas as pd
 

@@ -13,7 +13,28 @@ import numpy as np
 from matplotlib.collections import LineCollection
 
 from . import config
-from .config import LEAD_NAMES
+from .config import LEAD_NAMES, LEAD_SHORT
+
+#: Colour map of signed relevance (red = for the class, blue = against it), centred at zero.
+DIVERGING_CMAP = "coolwarm"
+#: Colour map of non-negative relevance (Grad-CAM after its ReLU, attention weights).
+SEQUENTIAL_CMAP = "viridis"
+#: Smallest font size (points) of any text in a course figure.
+MIN_FONT_SIZE = 8.0
+
+#: Matplotlib settings of every course figure (see docs/FIGURES.md): no text under 8 pt.
+COURSE_RC: dict = {
+    "figure.dpi": 90, "figure.figsize": (9, 3.2), "axes.grid": True, "grid.alpha": 0.3,
+    "axes.spines.top": False, "axes.spines.right": False,
+    "font.size": 10, "axes.titlesize": 10, "axes.labelsize": 9, "xtick.labelsize": 8,
+    "ytick.labelsize": 8, "legend.fontsize": 8, "legend.title_fontsize": 8,
+    "figure.titlesize": 11,
+}
+
+
+def use_course_style() -> None:
+    """Apply :data:`COURSE_RC` to matplotlib (``utils.notebook.setup_notebook`` calls it)."""
+    plt.rcParams.update(COURSE_RC)
 
 
 def beat_time(window: int = config.WINDOW, fs: int = config.BEAT_FS,
@@ -22,10 +43,69 @@ def beat_time(window: int = config.WINDOW, fs: int = config.BEAT_FS,
     return (np.arange(window) - r_offset) / fs
 
 
-def _lead_label(ax, t: np.ndarray, y: np.ndarray, name: str) -> None:
-    """Name a stacked lead inside the axes, just above the start of its trace."""
-    ax.text(t[0] + 0.01, float(np.max(y[: len(y) // 8])), name, ha="left", va="bottom",
-            fontsize=8, color="0.3")
+def relevance_norm(values: np.ndarray, signed: bool = True):
+    """The colour normalisation of a relevance map.
+
+    ``signed``: a :class:`matplotlib.colors.CenteredNorm` centred at 0 with half-range
+    ``max |values|`` (0 is always the middle colour of the diverging map). Otherwise the values
+    must be non-negative (``ValueError`` if not: signed relevance on a sequential map would
+    hide its sign) and the norm runs from 0 to their maximum.
+    """
+    from matplotlib.colors import CenteredNorm, Normalize
+
+    values = np.asarray(values, dtype=float)
+    finite = values[np.isfinite(values)]
+    vmax = float(np.max(np.abs(finite))) if finite.size else 0.0
+    vmax = vmax or 1.0
+    if signed:
+        return CenteredNorm(vcenter=0.0, halfrange=vmax)
+    if finite.size and float(finite.min()) < -1e-9 * vmax:
+        raise ValueError("relevance has negative values: plot it with signed=True (a diverging "
+                         "map centred at 0), not on a sequential map")
+    return Normalize(0.0, vmax)
+
+
+def _signed(signed: bool | None, symmetric: bool | None) -> bool:
+    """``signed`` wins; ``symmetric`` is its former name (kept for old calls)."""
+    if signed is not None:
+        return bool(signed)
+    return True if symmetric is None else bool(symmetric)
+
+
+def lead_axes(ax, n_leads: int, gap: float = 0.08) -> list:
+    """Split ``ax`` into one axis per lead, stacked top to bottom, sharing its time axis.
+
+    ``ax`` stays the container: it keeps the title, the time ticks and the x label (so code
+    that calls ``ax.set_title`` / ``ax.set_xlabel`` / ``ax.axvline`` on it keeps working),
+    while each lead gets its own inset axis with true millivolt ticks. Calling it again on
+    the same ``ax`` returns the same lead axes.
+    """
+    existing = [child for child in ax.child_axes if getattr(child, "_course_lead", None)
+                is not None]
+    if len(existing) == n_leads:
+        return existing
+    height = (1.0 - gap * (n_leads - 1)) / n_leads
+    axes = []
+    for i in range(n_leads):
+        child = ax.inset_axes([0.0, 1.0 - (i + 1) * height - i * gap, 1.0, height], sharex=ax)
+        child._course_lead = i
+        child.set_facecolor("none")
+        child.tick_params(labelbottom=False)
+        axes.append(child)
+    ax.set_yticks([])
+    ax.spines["left"].set_visible(False)
+    ax.grid(False)
+    return axes
+
+
+def _finish_lead_axis(ax, y: np.ndarray, name: str, unit: str) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    lo, hi = float(np.nanmin(y)), float(np.nanmax(y))
+    pad = 0.08 * (hi - lo or 1.0)
+    ax.set_ylim(lo - pad, hi + pad)
+    ax.yaxis.set_major_locator(MaxNLocator(3))
+    ax.set_ylabel(f"{name}\n({unit})")
 
 
 def _axes(ax=None, figsize=(9, 3)):
@@ -35,35 +115,42 @@ def _axes(ax=None, figsize=(9, 3)):
 
 
 def plot_beat(beat: np.ndarray, ax=None, title: str | None = None, unit: str = "mV",
-              leads: Sequence[int] = (0, 1), lead_names: Sequence[str] = LEAD_NAMES,
+              leads: Sequence[int] = (0, 1), lead_names: Sequence[str] = LEAD_SHORT,
               offset: float | None = None):
-    """Plot both leads of one beat (window, leads) against time relative to the R peak.
+    """Plot the leads of one beat (window, leads) against time relative to the R peak.
 
-    Leads are stacked with a vertical ``offset`` (default: 1.2 x the largest range).
+    Each lead gets its own axis (see :func:`lead_axes`) with true ``unit`` ticks; ``ax`` is
+    returned and carries the title and the time axis. ``offset`` is ignored (leads are no
+    longer stacked on one axis; kept so that old calls still run).
     """
     ax = _axes(ax)
+    beat = np.asarray(beat, dtype=float)
     t = beat_time(len(beat))
-    offset = offset if offset is not None else 1.2 * float(np.ptp(beat))
-    for i, lead in enumerate(leads):
-        y = beat[:, lead] - i * offset
-        ax.plot(t, y, color="k", lw=1.2, label=lead_names[lead])
-        _lead_label(ax, t, y, lead_names[lead])
-    ax.axvline(0, color="grey", ls=":", lw=0.8)
+    axes = lead_axes(ax, len(leads))
+    for child, lead in zip(axes, leads):
+        child.plot(t, beat[:, lead], color="k", lw=1.2)
+        child.axvline(0, color="grey", ls=":", lw=0.8)
+        _finish_lead_axis(child, beat[:, lead], lead_names[lead], unit)
+    ax.set_xlim(t[0], t[-1])
     ax.set_xlabel("time from R peak (s)")
-    ax.set_ylabel(unit)
     if title:
         ax.set_title(title)
     return ax
 
 
 def plot_relevance(beat: np.ndarray, relevance: np.ndarray, ax=None, title: str | None = None,
-                   unit: str = "mV", cmap: str = "coolwarm", symmetric: bool = True,
-                   colorbar: bool = True, lw: float = 2.2, label: str = "relevance"):
+                   unit: str = "mV", cmap: str | None = None, symmetric: bool | None = None,
+                   colorbar: bool = True, lw: float = 2.2, label: str = "relevance",
+                   signed: bool | None = None, norm=None):
     """ECG with an explanation drawn as the colour of the trace (one colour per sample).
 
     ``beat`` and ``relevance`` are (window, leads); a 1-D ``relevance`` (window,) is shared by
-    both leads (e.g. CAM, attention). ``symmetric`` centres the colour map on 0 (red = for the
-    class, blue = against it); otherwise 0..max (e.g. attention weights).
+    both leads (e.g. CAM, attention). Each lead is drawn on its own axis with true ``unit``
+    ticks. ``signed=True`` (default) puts signed relevance on the diverging map centred at 0
+    (red = for the class, blue = against it); ``signed=False`` puts non-negative relevance
+    (Grad-CAM, attention) on a sequential map from 0 (``symmetric`` is the former name of
+    ``signed``). ``norm`` overrides the colour scale (e.g. one shared by several panels).
+    Returns ``ax``, which carries the title, the time axis and the colour bar.
     """
     ax = _axes(ax)
     beat = np.asarray(beat, dtype=float)
@@ -72,23 +159,24 @@ def plot_relevance(beat: np.ndarray, relevance: np.ndarray, ax=None, title: str 
         relevance = np.repeat(relevance[:, None], beat.shape[1], axis=1)
     if relevance.shape != beat.shape:
         raise ValueError(f"relevance {relevance.shape} does not match beat {beat.shape}")
+    is_signed = _signed(signed, symmetric)
+    norm = norm if norm is not None else relevance_norm(relevance, is_signed)
+    cmap = cmap or (DIVERGING_CMAP if is_signed else SEQUENTIAL_CMAP)
     t = beat_time(len(beat))
-    offset = 1.2 * float(np.ptp(beat))
-    vmax = float(np.max(np.abs(relevance))) or 1.0
-    norm = plt.Normalize(-vmax, vmax) if symmetric else plt.Normalize(0, vmax)
-    for lead in range(beat.shape[1]):
-        y = beat[:, lead] - lead * offset
+    axes = lead_axes(ax, beat.shape[1])
+    for lead, child in enumerate(axes):
+        y = beat[:, lead]
         pts = np.stack([t, y], axis=1)
         segs = np.stack([pts[:-1], pts[1:]], axis=1)
         lc = LineCollection(segs, cmap=cmap, norm=norm, lw=lw)
         lc.set_array((relevance[:-1, lead] + relevance[1:, lead]) / 2)
-        ax.add_collection(lc)
-        ax.plot(t, y, color="k", lw=0.4, alpha=0.6)
-        _lead_label(ax, t, y, LEAD_NAMES[lead])
+        child.add_collection(lc)
+        child.plot(t, y, color="k", lw=0.4, alpha=0.6)
+        child.axvline(0, color="grey", ls=":", lw=0.8)
+        _finish_lead_axis(child, y, LEAD_SHORT[lead] if lead < len(LEAD_SHORT) else
+                          f"lead {lead}", unit)
     ax.set_xlim(t[0], t[-1])
-    ax.axvline(0, color="grey", ls=":", lw=0.8)
     ax.set_xlabel("time from R peak (s)")
-    ax.set_ylabel(unit)
     if colorbar:
         plt.colorbar(lc, ax=ax, label=label, pad=0.01)
     if title:
@@ -140,28 +228,39 @@ def plot_history(history: dict[str, list[float]], axes=None, title: str = ""):
 
 def plot_class_averages(beats_mv: np.ndarray, relevance: np.ndarray, y: np.ndarray,
                         title: str = "", classes: Sequence[str] = config.CLASSES,
-                        symmetric: bool = True, ncols: int = 4, label: str = "mean relevance"):
+                        symmetric: bool | None = None, ncols: int = 4,
+                        label: str = "mean relevance", signed: bool | None = None):
     """One panel per class: the class-average beat coloured by the class-average relevance.
 
     ``beats_mv`` (n, window, leads), ``relevance`` (n, window, leads) or (n, window),
-    ``y`` (n,) class indices. Classes with no beats are left blank.
+    ``y`` (n,) class indices. Classes with no beats are left blank. All panels share one
+    colour scale and one colour bar (diverging and centred at 0 when ``signed``, the default;
+    sequential from 0 for non-negative relevance).
     """
+    from matplotlib.cm import ScalarMappable
+
+    is_signed = _signed(signed, symmetric)
     present = [c for c in range(len(classes)) if np.any(y == c)]
+    means = {c: relevance[y == c].mean(0) for c in present}
+    norm = relevance_norm(np.stack(list(means.values())) if means else np.zeros(1), is_signed)
+    cmap = DIVERGING_CMAP if is_signed else SEQUENTIAL_CMAP
     nrows = int(np.ceil(len(classes) / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 2.8 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols + 0.8, 3.0 * nrows),
+                             squeeze=False, layout="constrained")
     for c, ax in zip(range(len(classes)), axes.ravel()):
         if c not in present:
             ax.set_visible(False)
             continue
         sel = y == c
-        plot_relevance(beats_mv[sel].mean(0), relevance[sel].mean(0), ax=ax,
-                       symmetric=symmetric, colorbar=False, lw=1.8)
+        plot_relevance(beats_mv[sel].mean(0), means[c], ax=ax, signed=is_signed, norm=norm,
+                       cmap=cmap, colorbar=False, lw=1.8)
         ax.set_title(f"{classes[c]}: {config.CLASS_NAMES[classes[c]]} (n={sel.sum()})",
-                     fontsize=8)
+                     fontsize=MIN_FONT_SIZE + 1)
         ax.set_xlabel("s from R")
+    fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=axes.ravel().tolist(), label=label,
+                 shrink=0.8)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
     return fig
 
 
@@ -180,10 +279,11 @@ def plot_segment_importance(importance: np.ndarray, errors: np.ndarray | None = 
         err = None if errors is None else np.asarray(errors).reshape(-1, n_segments)[lead]
         ax.bar(centres + (lead - 0.5) * width, importance[lead], width=width, yerr=err,
                label=LEAD_NAMES[lead], capsize=2)
+    ax.axhline(0, color="k", lw=0.6)
     ax.axvline(0, color="grey", ls=":", lw=0.8)
     ax.set_xlabel("segment centre, time from R peak (s)")
     ax.set_ylabel(ylabel)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=MIN_FONT_SIZE)
     if title:
         ax.set_title(title)
     return ax
