@@ -141,6 +141,14 @@ def _points(scores: pd.DataFrame, learner: str) -> dict[str, float]:
     return dict(zip(rows["exercise"], rows["score"]))
 
 
+def _printed(attacked, learner: str) -> str:
+    """What the learner's cells printed in the sandbox (outputs only, not the code)."""
+    nb = nbformat.read(attacked["course"] / "sandbox" / learner / "00_synthetic" /
+                       "output.ipynb", as_version=4)
+    return "\n".join(str(o.get("text", "")) + str(o.get("evalue", ""))
+                     for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+
+
 def _feedback(attacked, learner: str) -> str:
     path = attacked["course"] / "feedback" / learner / "00_synthetic" / SYNTH.replace(
         ".ipynb", ".html")
@@ -154,6 +162,7 @@ FULL = {"w0_ex1": 2.0, "w0_ex2": 1.0, "w0_ex3": 3.0}
 def test_honest_learner_keeps_full_marks(attacked):
     assert _points(attacked["scores"], "honest") == FULL
     print(f"grading 7 synthetic notebooks took {attacked['seconds']:.0f} s")
+    print(grading.wide_table(attacked["scores"]).to_string())
 
 
 @needs_sandbox
@@ -166,16 +175,15 @@ def test_tamper_cannot_touch_gradebook_csv_or_network(attacked):
     assert _points(attacked["scores"], "tamper") == FULL  # it solved all three, no more
     with sqlite3.connect(attacked["gradebook"]) as con:
         assert con.execute("select count(*) from grade where auto_score > 0").fetchone()[0] > 0
-    text = _feedback(attacked, "tamper")
-    assert "NETWORK OPEN" not in text and "network:" in text
+    printed = _printed(attacked, "tamper")
+    assert "NETWORK OPEN\n" not in printed and "network:" in printed
 
 
 @needs_sandbox
 def test_reader_sees_no_sources_hidden_tests_or_other_learners(attacked):
     assert _points(attacked["scores"], "reader") == {"w0_ex1": 2.0, "w0_ex2": 0.0,
                                                      "w0_ex3": 0.0}
-    outputs = grading.notebook_text(attacked["course"] / "sandbox" / "reader" / "00_synthetic"
-                                    / "output.ipynb")
+    outputs = _printed(attacked, "reader")
     text = _feedback(attacked, "reader") + outputs
     for secret in ("assert answer == 'B'", "signal_mean = float(np.mean(signal))",
                    "energy = float((signal ** 2).sum())", "instructor-only", "BEGIN HIDDEN"):
