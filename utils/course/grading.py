@@ -556,16 +556,18 @@ def autograde(submissions: dict[str, dict[str, Path]], course_dir: Path = COURSE
         try:
             workdir, note = _sandbox_one(course_dir, learner, aid, name, timeout,
                                          notebook_timeout)
-        except ValueError as err:
-            return task, None, f"failed: {err}", time.perf_counter() - t0
+        except Exception as err:  # one submission never stops the others
+            return task, None, f"failed: {err}"[:300], time.perf_counter() - t0
         return task, (workdir, note), "", time.perf_counter() - t0
 
     _say(f"grading {len(tasks)} notebook(s) of {len(submissions)} learner(s) in sandboxes "
          f"({jobs} at a time)")
-    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import ThreadPoolExecutor, as_completed
 
     with ThreadPoolExecutor(max_workers=min(jobs, len(tasks))) as pool:
-        for k, (task, done, failure, seconds) in enumerate(pool.map(one, tasks), start=1):
+        futures = [pool.submit(one, task) for task in tasks]
+        for k, future in enumerate(as_completed(futures), start=1):
+            task, done, failure, seconds = future.result()
             learner, aid, _ = task
             if done is None:
                 status[(learner, aid)] = failure
