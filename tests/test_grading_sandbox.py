@@ -30,6 +30,17 @@ SOLVED = {
 }
 
 
+def with_manual_exercise(nb):
+    """Add a written answer graded by hand (an nbgrader manually graded markdown cell)."""
+    nb.cells.insert(-1, nbformat.v4.new_markdown_cell(
+        "**Exercise 4** (2 points, graded by hand): why is the mean 4.5?"))
+    nb.cells.insert(-1, nbformat.v4.new_markdown_cell(
+        "Because the values 0..9 are symmetric around 4.5.", metadata={"nbgrader": {
+            "grade": True, "solution": True, "locked": False, "grade_id": "w0_ex4",
+            "points": 2, "schema_version": 3}}))
+    return nb
+
+
 def learner_notebook(released, **cells: str):
     """The learner version with the solution cell of each exercise in ``cells`` replaced."""
     nb = nbformat.read(released, as_version=4)
@@ -58,7 +69,7 @@ NOTEBOOK_TIMEOUT = 100
 @pytest.fixture(scope="module")
 def attacked(tmp_path_factory):
     root = tmp_path_factory.mktemp("attacks")
-    source = write(synthetic_notebook(), root / "notebooks" / SYNTH)
+    source = write(with_manual_exercise(synthetic_notebook()), root / "notebooks" / SYNTH)
     course = root / "course"
     grading.build_course([source], course_dir=course, student_dir=None)
     released = course / "release" / "00_synthetic" / SYNTH
@@ -137,7 +148,8 @@ answer = Always()
 
 
 def _points(scores: pd.DataFrame, learner: str) -> dict[str, float]:
-    rows = scores[scores["learner"] == learner]
+    """Autograded points of ``learner`` (the hand-graded exercise is checked separately)."""
+    rows = scores[(scores["learner"] == learner) & (scores["status"] != grading.NEEDS_MANUAL)]
     return dict(zip(rows["exercise"], rows["score"]))
 
 
@@ -163,6 +175,17 @@ def test_honest_learner_keeps_full_marks(attacked):
     assert _points(attacked["scores"], "honest") == FULL
     print(f"grading 7 synthetic notebooks took {attacked['seconds']:.0f} s")
     print(grading.wide_table(attacked["scores"]).to_string())
+
+
+@needs_sandbox
+def test_written_answer_needs_manual_grading(attacked):
+    scores = attacked["scores"]
+    manual = scores[scores["exercise"] == "w0_ex4"]
+    assert len(manual) == 7 and (manual["status"] == grading.NEEDS_MANUAL).all()
+    assert manual["score"].isna().all()
+    wide = grading.wide_table(scores).set_index("learner")
+    assert wide.loc["honest", "max"] == 8.0 and wide.loc["honest", "manual_pending"] == 2.0
+    assert wide.loc["honest", "total"] == 6.0
 
 
 @needs_sandbox

@@ -13,10 +13,15 @@ into the two instructor commands of the Makefile:
 
 ``python -m utils.course.grading grade [SUBMISSIONS]`` (``make grade``)
     copies the submitted notebooks ``SUBMISSIONS/<learner>/<notebook>.ipynb`` into the course
-    folder, runs ``nbgrader autograde`` for every learner and notebook (an exercise whose code
-    raises scores zero, the others are still graded), writes one HTML feedback file per learner
-    and notebook, and exports the gradebook as ``build/grades.csv`` (one row per learner and
-    exercise) and ``build/grades_by_learner.csv`` (one row per learner, one column per exercise).
+    folder and grades them without ever running learner code with the grader's rights: each
+    notebook runs in its own bubblewrap sandbox (:mod:`utils.course.sandbox`) and exports the
+    variables each test reads as plain data (:mod:`utils.course.answers`); the tests, hidden
+    ones included, run on those answers in the grader's own kernel
+    (:mod:`utils.course.checking`); nbgrader then records the results in its gradebook
+    (``autograde`` with its ``Execute`` step replaced) and writes one HTML feedback file per
+    learner and notebook (maths drawn offline). The gradebook is exported as
+    ``build/grades.csv`` (one row per learner and graded cell) and
+    ``build/grades_by_learner.csv`` (one row per learner: exercises, week totals, total, max).
 
 Only the nbgrader Python API is used (``nbgrader.apps.NbGraderAPI`` and ``nbgrader.api.Gradebook``);
 the course folder also gets an ``nbgrader_config.py`` so that ``nbgrader`` commands run from
@@ -56,6 +61,25 @@ GRADES_CSV: Path = BUILD_DIR / "grades.csv"
 NOTEBOOK_GLOB: str = "notebooks/[0-9]*.ipynb"
 #: Seconds a single cell may run while autograding (nbgrader's own default is 30 s).
 CELL_TIMEOUT: int = 900
+
+#: Seconds a whole notebook may run in its sandbox (every cell included).
+NOTEBOOK_TIMEOUT: int = 3600
+#: nbgrader's autograde steps with ``Execute`` replaced: nothing is executed there.
+AUTOGRADE_PREPROCESSORS: list[str] = [
+    "utils.course.checking.InjectResults",
+    "nbgrader.preprocessors.IgnorePattern",
+    "nbconvert.preprocessors.ClearMetadataPreprocessor",
+    "nbgrader.preprocessors.LimitOutput",
+    "nbgrader.preprocessors.SaveAutoGrades",
+    "nbgrader.preprocessors.AssignLatePenalties",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
+#: Feedback never shows the hidden tests (failure messages are cut to ``Name: message`` too).
+FEEDBACK_PREPROCESSORS: list[str] = [
+    "nbgrader.preprocessors.GetGrades",
+    "nbgrader.preprocessors.ClearHiddenTests",
+    "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
+]
 
 BEGIN_SOLUTION = "### BEGIN SOLUTION"
 END_SOLUTION = "### END SOLUTION"
@@ -251,22 +275,27 @@ def nbgrader_config(course_dir: Path = COURSE_DIR, timeout: int = CELL_TIMEOUT):
     # Autograding must finish even when a learner's cell hangs or raises.
     c.Execute.interrupt_on_timeout = True
     c.NbGraderAPI.log_level = "WARN"
-    # Feedback never shows the hidden tests (tracebacks are cut to the message already).
-    c.GenerateFeedback.preprocessors = ["nbgrader.preprocessors.GetGrades",
-                                        "nbgrader.preprocessors.ClearHiddenTests",
-                                        "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor"]
+    c.GenerateFeedback.preprocessors = FEEDBACK_PREPROCESSORS
+    c.Autograde.autograde_preprocessors = AUTOGRADE_PREPROCESSORS
+    c.InjectResults.results_dir = str(Path(course_dir).resolve() / "results")
     # A private (unused) exchange folder: we hand notebooks out and collect them ourselves.
     c.Exchange.root = str(Path(course_dir).resolve() / "exchange")
     return c
 
 
 def _write_config_file(course_dir: Path, timeout: int) -> None:
+    results = Path(course_dir).resolve() / "results"
     text = (
         "# Written by utils/course/grading.py (make student / make grade); edits are overwritten.\n"
+        "# `nbgrader autograde` run here never executes learner code (that happens only in\n"
+        "# make grade's sandboxes): it records the results computed by the last make grade.\n"
         "c = get_config()  # noqa: F821\n"
         f"c.CourseDirectory.root = {str(Path(course_dir).resolve())!r}\n"
         f"c.Execute.timeout = {int(timeout)}\n"
         "c.Execute.interrupt_on_timeout = True\n"
+        f"c.Autograde.autograde_preprocessors = {AUTOGRADE_PREPROCESSORS!r}\n"
+        f"c.InjectResults.results_dir = {str(results)!r}\n"
+        f"c.GenerateFeedback.preprocessors = {FEEDBACK_PREPROCESSORS!r}\n"
     )
     (Path(course_dir) / "nbgrader_config.py").write_text(text)
 
@@ -426,18 +455,6 @@ def find_submissions(submissions_dir: Path, notebook_names: Iterable[str]
     return found
 
 
-#: Seconds a whole notebook may run in its sandbox (every cell included).
-NOTEBOOK_TIMEOUT: int = 3600
-
-AUTOGRADE_PREPROCESSORS = [
-    "utils.course.checking.InjectResults",
-    "nbgrader.preprocessors.IgnorePattern",
-    "nbconvert.preprocessors.ClearMetadataPreprocessor",
-    "nbgrader.preprocessors.LimitOutput",
-    "nbgrader.preprocessors.SaveAutoGrades",
-    "nbgrader.preprocessors.AssignLatePenalties",
-    "nbgrader.preprocessors.CheckCellMetadata",
-]
 
 
 def _say(message: str) -> None:
@@ -452,9 +469,7 @@ def _record(course_dir: Path, timeout: int, learner: str, aid: str, feedback: bo
     :class:`utils.course.checking.InjectResults`, which fills in the outputs computed by the
     sandbox and the trusted check.
     """
-    api = _api(course_dir, timeout)
-    api.config.Autograde.autograde_preprocessors = AUTOGRADE_PREPROCESSORS
-    api.config.InjectResults.results_dir = str(Path(course_dir).resolve() / "results")
+    api = _api(course_dir, timeout)  # its config replaces Execute (see nbgrader_config)
     with warnings.catch_warnings():
         # nbgrader's gradebook triggers harmless SQLAlchemy session warnings.
         warnings.filterwarnings("ignore", message=".*not in session.*")
