@@ -12,7 +12,8 @@ PYTEST_NB := --nbval --nbval-current-env --nbval-cell-timeout=900 \
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 export PYTHONHASHSEED ?= 0
 
-.PHONY: help install data lab instructor browser-test test unit notebooks models student grade bench clean check-python
+.PHONY: help install data lab instructor browser-test test unit notebooks models student grade bench clean \
+        check-python check-venv sandbox sandbox-try
 
 help:  ## list the targets and the variables
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -35,8 +36,15 @@ check-python:
 	  print("Using Python %d.%d" % v) if ok else sys.exit("ERROR: Python %d.%d is not supported; use 3.10-3.12 (make PYTHON=python3.11 ...)" % v)' \
 	  || { echo "ERROR: '$(PYTHON)' is not a working Python 3.10-3.12 interpreter."; exit 1; }
 
+# A .venv made by another (unsupported or removed) Python is recreated, not reused.
+check-venv:
+	@if [ -e $(VENV) ] && ! $(PY) -c 'import sys; sys.exit(not (3,10) <= sys.version_info[:2] <= (3,12))' 2>/dev/null; then \
+	  echo "Recreating $(VENV): its Python ($$($(PY) -c 'import sys; print(sys.version.split()[0])' 2>/dev/null || echo 'missing or broken')) is not 3.10-3.12."; \
+	  rm -rf $(VENV); fi
+
 $(STAMP): requirements.txt pyproject.toml
 	@$(MAKE) --no-print-directory check-python
+	@$(MAKE) --no-print-directory check-venv
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
@@ -72,10 +80,10 @@ browser-test: data $(BROWSER_SITE)/.installed  ## headless Chromium: make lab hi
 	BROWSER_TEST=1 CHROMIUM=$(CHROMIUM) PYTHONPATH=$(CURDIR)/$(BROWSER_SITE)$${PYTHONPATH:+:$$PYTHONPATH} \
 	  $(PY) -m pytest tests/browser -q -ra -p no:cacheprovider
 
-unit: data  ## unit tests only (skips the slow autograding of the real notebooks)
+unit: data sandbox-try  ## unit tests only (skips the slow autograding of the real notebooks)
 	GRADING_SKIP_AUTOGRADE=1 $(PY) -m pytest tests -q
 
-test: data  ## unit tests + every notebook re-executed and compared with pytest --nbval
+test: data sandbox-try  ## unit tests + every notebook re-executed and compared with pytest --nbval
 	$(PY) -m pytest tests $(NOTEBOOKS) $(PYTEST_NB) -q -ra
 
 notebooks: data  ## re-execute the notebooks in place (refresh the committed outputs)
@@ -90,7 +98,23 @@ JOBS ?= 1
 student: $(STAMP)  ## learner notebooks without solutions (nbgrader) -> build/student/
 	$(PY) -m utils.course.grading student
 
-grade: data  ## autograde SUBMISSIONS=submissions/<learner>/<nb>.ipynb -> build/grades.csv
+# Grading runs every submission in a bubblewrap sandbox: install it when missing (as root).
+# `sandbox-try` (for the tests) never fails: the sandbox tests skip with the reason instead.
+sandbox-try:
+	@command -v bwrap >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "Installing bubblewrap (the grading sandbox) with apt-get..."; \
+	    apt-get install -y -q bubblewrap >/dev/null 2>&1 || \
+	      { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q bubblewrap >/dev/null 2>&1; } || true; \
+	  fi; }
+
+sandbox: sandbox-try
+	@command -v bwrap >/dev/null 2>&1 || { \
+	  echo "ERROR: make grade needs bubblewrap (bwrap) to run each submission in a sandbox."; \
+	  echo "       Install it: sudo apt-get install bubblewrap (Debian/Ubuntu), dnf install bubblewrap (Fedora)."; \
+	  exit 1; }
+
+grade: data sandbox  ## grade SUBMISSIONS=submissions/<learner>/<nb>.ipynb in sandboxes -> build/grades.csv
 	$(PY) -m utils.course.grading grade $(SUBMISSIONS) --jobs $(JOBS)
 
 BENCH_ARGS ?=

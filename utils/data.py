@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,18 +75,56 @@ def required_files(records: Iterable[str] = RECORDS) -> list[str]:
     return [f"{rec}.{ext}" for rec in records for ext in EXTENSIONS]
 
 
+def _advice(directory: Path) -> str:
+    """How to fix a bad file, depending on where the folder comes from."""
+    directory = Path(directory)
+    env_dir = config.mitdb_env_dir()
+    if env_dir is not None and _same(directory, env_dir):
+        return (f"This folder is your own copy ({config.MITDB_ENV}={env_dir}): put an intact "
+                f"copy of the file there (from https://physionet.org/content/mitdb/1.0.0/), or "
+                f"unset {config.MITDB_ENV} so that `make data` downloads the database into "
+                f"data/mitdb.")
+    return (f"Delete the file (or the whole folder {directory}) and run `make data` again: "
+            "it downloads only what is missing or damaged.")
+
+
+def _same(a: Path, b: Path) -> bool:
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except OSError:
+        return False
+
+
+def check_folder(directory: Path, what: str = "MIT-BIH directory") -> Path:
+    """Raise :class:`DatabaseError` unless ``directory`` is an existing, readable folder."""
+    directory = Path(directory)
+    if directory.is_file():
+        raise DatabaseError(
+            f"{what} {directory} is a file, not a folder: {config.MITDB_ENV} (or data/mitdb) "
+            f"must name the folder that holds 100.hea, 100.dat, 100.atr, ...")
+    if not directory.is_dir():
+        raise DatabaseError(
+            f"{what} {directory} does not exist. Run `make data`, or set "
+            f"{config.MITDB_ENV} to a folder holding the mitdb files.")
+    try:
+        next(iter(os.scandir(directory)), None)
+    except PermissionError:
+        raise DatabaseError(
+            f"{what} {directory} cannot be read (permission denied). Make it readable "
+            f"(e.g. `chmod -R u+rX {directory}`) or point {config.MITDB_ENV} to a readable "
+            "copy.") from None
+    return directory
+
+
 def verify_database(directory: Path, records: Iterable[str] = RECORDS,
                     progress: bool = False) -> None:
     """Check that ``directory`` holds every file of ``records`` with PhysioNet's SHA-256.
 
-    Raises :class:`DatabaseError` naming the first missing, truncated or altered file and how
-    to fix it. Returns ``None`` when everything matches.
+    Raises :class:`DatabaseError` naming the first missing, unreadable, truncated or altered
+    file and how to fix it where it lives (your ``MITDB_DIR`` copy or the downloaded
+    ``data/mitdb``). Returns ``None`` when everything matches.
     """
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise DatabaseError(
-            f"MIT-BIH directory {directory} does not exist. Run `make data`, or set "
-            f"{config.MITDB_ENV} to a folder holding the mitdb files.")
+    directory = check_folder(Path(directory))
     sums = read_checksums()
     files = required_files(records)
     for name in tqdm(files, desc="verify mitdb", disable=not progress, unit="file"):
@@ -92,13 +132,18 @@ def verify_database(directory: Path, records: Iterable[str] = RECORDS,
             raise DatabaseError(f"No published checksum for {name}: not an MIT-BIH record file.")
         path = directory / name
         if not path.is_file():
+            raise DatabaseError(f"{path} is missing. {_advice(directory)}")
+        try:
+            digest = sha256_file(path)
+        except PermissionError:
             raise DatabaseError(
-                f"{path} is missing. Re-download the database (`make data`) or fix "
-                f"{config.MITDB_ENV}.")
-        if sha256_file(path) != sums[name]:
+                f"{path} cannot be read (permission denied). Make it readable "
+                f"(`chmod u+r {path}`) or point {config.MITDB_ENV} to a readable copy."
+            ) from None
+        if digest != sums[name]:
             raise DatabaseError(
                 f"{path} does not match PhysioNet's SHA-256 (truncated or altered file). "
-                f"Delete it and run `make data` again.")
+                f"{_advice(directory)}")
 
 
 def is_complete(directory: Path, records: Iterable[str] = RECORDS) -> bool:
@@ -110,25 +155,78 @@ def is_complete(directory: Path, records: Iterable[str] = RECORDS) -> bool:
     return True
 
 
-def download_mitdb(target: Path, records: Sequence[str] = RECORDS) -> Path:
+#: Seconds without an answer from PhysioNet before a download gives up (wfdb sets none).
+DOWNLOAD_TIMEOUT: float = 30.0
+
+
+def _no_network_message(err: BaseException, partial: Path) -> str:
+    kept = (f" The files downloaded so far stay in {partial} and are reused next time."
+            if partial.is_dir() else "")
+    return (f"Could not download MIT-BIH from PhysioNet ({type(err).__name__}: {err}). "
+            f"If this machine has no internet access (or PhysioNet does not answer within "
+            f"{DOWNLOAD_TIMEOUT:.0f} s), copy the database onto it instead - the 48 records' "
+            f".hea, .dat and .atr files from https://physionet.org/content/mitdb/1.0.0/ - and "
+            f"set {config.MITDB_ENV} to that folder, e.g. `make data {config.MITDB_ENV}="
+            f"/path/to/mitdb` (it is verified and used in place).{kept}")
+
+
+def _wfdb_timeout(seconds: float):
+    """Give wfdb's HTTP session a timeout (wfdb passes none to requests, so a server that
+    accepts but never answers would hang the download forever)."""
+    import requests.adapters
+    from wfdb.io import _url
+
+    class TimeoutAdapter(requests.adapters.HTTPAdapter):
+        def send(self, request, **kwargs):
+            if kwargs.get("timeout") is None:
+                kwargs["timeout"] = seconds
+            return super().send(request, **kwargs)
+
+    session = _url._get_session()  # wfdb's one shared session
+    for prefix in ("http://", "https://"):
+        session.mount(prefix, TimeoutAdapter(pool_maxsize=2, pool_block=True))
+
+
+def download_mitdb(target: Path, records: Sequence[str] = RECORDS,
+                   timeout: float | None = None) -> Path:
     """Download ``records`` of ``mitdb`` from PhysioNet into ``target`` and verify them.
 
     Files go to ``target.parent/<name>.partial`` first; only a fully verified folder is renamed
     to ``target``, so an interrupted download never looks complete. A rerun keeps the files
-    that already match their checksum and fetches the others again.
+    that already match their checksum (in the partial folder or an earlier ``target``) and
+    fetches the others again. Without network (or after ``timeout`` seconds without an answer,
+    default :data:`DOWNLOAD_TIMEOUT`) raises :class:`DatabaseError` with what to do instead,
+    leaving no empty or half-written file behind.
     """
     import wfdb  # imported lazily: only needed when downloading
 
     target = Path(target)
+    if target.exists() and not target.is_dir():
+        check_folder(target)  # raises: a file where the database folder should be
     partial = target.with_name(target.name + ".partial")
     partial.mkdir(parents=True, exist_ok=True)
     sums = read_checksums()
-    for name in tqdm(required_files(records), desc="download mitdb", unit="file"):
-        done = partial / name
-        if done.is_file() and sha256_file(done) == sums[name]:
-            continue  # verified by an earlier, interrupted run: keep it
-        wfdb.dl_files(config.PHYSIONET_DB, str(partial), [name], keep_subdirs=False,
-                      overwrite=True)
+    _wfdb_timeout(DOWNLOAD_TIMEOUT if timeout is None else timeout)
+    current: Path | None = None
+    try:
+        for name in tqdm(required_files(records), desc="download mitdb", unit="file"):
+            done = partial / name
+            if done.is_file() and sha256_file(done) == sums[name]:
+                continue  # verified by an earlier, interrupted run: keep it
+            old = target / name
+            if old.is_file() and sha256_file(old) == sums[name]:
+                shutil.copy2(old, done)  # a good file of an earlier (damaged) copy
+                continue
+            current = done
+            wfdb.dl_files(config.PHYSIONET_DB, str(partial), [name], keep_subdirs=False,
+                          overwrite=True)
+            current = None
+    except Exception as err:  # requests/urllib3/wfdb errors: no network, timeout, HTTP 404...
+        if current is not None and current.exists():
+            current.unlink()  # half-written
+        if partial.is_dir() and not any(partial.iterdir()):
+            partial.rmdir()
+        raise DatabaseError(_no_network_message(err, partial)) from err
     verify_database(partial, records)  # raises and keeps the .partial folder for a retry
     if target.exists():
         shutil.rmtree(target)
@@ -343,9 +441,59 @@ def extract_beats(record: Record, window: int = config.WINDOW,
     }
 
 
+class CacheError(ValueError):
+    """The beat cache is unreadable, damaged or altered (it is then rebuilt)."""
+
+
+#: Arrays of a :class:`BeatData`, in the order they enter the cache checksum.
+CACHE_ARRAYS: tuple[str, ...] = ("X", "y", "record", "sample", "rr_prev", "rr_next", "mean",
+                                 "std")
+
+
 def _cache_path(settings: dict) -> Path:
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     return config.DATA_DIR / "cache" / f"beats_{key}.npz"
+
+
+def arrays_sha256(arrays: dict[str, np.ndarray]) -> str:
+    """SHA-256 over the dtype, shape and bytes of the :data:`CACHE_ARRAYS` of ``arrays``."""
+    digest = hashlib.sha256()
+    for name in CACHE_ARRAYS:
+        arr = np.ascontiguousarray(arrays[name])
+        digest.update(f"{name}|{arr.dtype.str}|{arr.shape}|".encode())
+        digest.update(memoryview(arr).cast("B"))
+    return digest.hexdigest()
+
+
+def expected_class_counts(records: Sequence[str], dropped_edge: dict[str, int]
+                          ) -> dict[str, int] | None:
+    """Beats per class the extraction must give for the whole database: PhysioNet's published
+    totals (``config.PUBLISHED_TOTALS``) minus the beats dropped at record edges. ``None``
+    for a subset of the records (no published totals)."""
+    if sorted(records) != sorted(RECORDS):
+        return None
+    return {c: int(config.PUBLISHED_TOTALS[c] - dropped_edge.get(c, 0)) for c in config.CLASSES}
+
+
+def check_beats(data: "BeatData") -> None:
+    """Raise :class:`CacheError` when the class counts of ``data`` are not the expected ones.
+
+    For the whole database: counts = published totals minus the edge beats, and at most four
+    beats per record dropped at the edges (a window of ``WINDOW`` samples loses at most a
+    beat or two at each end of a record).
+    """
+    records = data.settings.get("records", [])
+    counts = data.class_counts()
+    expected = expected_class_counts(records, data.dropped_edge)
+    if expected is None:
+        return
+    dropped = sum(data.dropped_edge.values())
+    if dropped > 4 * len(records):
+        raise CacheError(f"{dropped} edge beats dropped (at most {4 * len(records)} possible)")
+    wrong = {c: (counts[c], expected[c]) for c in config.CLASSES if counts[c] != expected[c]}
+    if wrong:
+        shown = ", ".join(f"{c}: {got} instead of {want}" for c, (got, want) in wrong.items())
+        raise CacheError(f"class counts differ from PhysioNet's published totals ({shown})")
 
 
 def load_beats(db_dir: Path | None = None, records: Sequence[str] = RECORDS,
@@ -354,15 +502,36 @@ def load_beats(db_dir: Path | None = None, records: Sequence[str] = RECORDS,
     """Extract (or load from cache) the beats of ``records``.
 
     The cache file under ``data/cache/`` is keyed by a hash of the settings (records, window,
-    R offset, classes, extraction version), so changing any of them re-extracts.
+    R offset, classes, extraction version), so changing any of them re-extracts. It carries a
+    SHA-256 of its arrays and the expected class counts: a cache that cannot be read, fails
+    its checksum or has other class counts (a damaged or altered file) is reported on stderr
+    and rebuilt from the database. A cache written before checksums existed is used when its
+    class counts match, and upgraded by ``make data``.
     """
     records = tuple(records)
     settings = {"records": list(records), "window": int(window), "r_offset": int(r_offset),
                 "decimate": config.DECIMATE, "classes": list(config.CLASSES),
                 "version": EXTRACTION_VERSION}
     cache = _cache_path(settings)
-    if use_cache and cache.is_file():
-        return _read_cache(cache)
+    if use_cache and cache.exists():
+        try:
+            return read_cache(cache)
+        except CacheError as err:
+            print(f"The beat cache {cache} is damaged or altered ({err}); rebuilding it from "
+                  f"MIT-BIH (about a minute).", file=sys.stderr, flush=True)
+    data = extract_all(db_dir, records, window, r_offset, settings, progress)
+    if use_cache:
+        try:
+            _write_cache(cache, data)
+        except OSError as err:  # read-only cache folder (e.g. in the grading sandbox)
+            print(f"Could not write the beat cache {cache} ({err}); using the beats in "
+                  f"memory.", file=sys.stderr, flush=True)
+    return data
+
+
+def extract_all(db_dir: Path | None, records: Sequence[str], window: int, r_offset: int,
+                settings: dict, progress: bool = True) -> BeatData:
+    """Extract the beats of ``records`` from the (verified) database; see :func:`load_beats`."""
     if db_dir is None:
         db_dir = ensure_mitdb(records=records)  # verifies what it returns
     else:
@@ -383,35 +552,85 @@ def load_beats(db_dir: Path | None = None, records: Sequence[str] = RECORDS,
         dropped += out["dropped_edge"]
         other += out["other_symbols"]
     X, mean, std = normalise_beats(np.concatenate(parts["beats"]))
-    data = BeatData(
+    return BeatData(
         X=X, y=np.concatenate(parts["y"]), record=np.concatenate(parts["record"]),
         sample=np.concatenate(parts["sample"]), rr_prev=np.concatenate(parts["rr_prev"]),
         rr_next=np.concatenate(parts["rr_next"]), mean=mean, std=std, leads=leads,
         settings=settings, annotated=dict(annotated), dropped_edge=dict(dropped),
         other_symbols=dict(other))
-    if use_cache:
-        _write_cache(cache, data)
-    return data
 
 
 def _write_cache(path: Path, data: BeatData) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {k: getattr(data, k) for k in CACHE_ARRAYS}
     meta = {"leads": data.leads, "settings": data.settings, "annotated": data.annotated,
-            "dropped_edge": data.dropped_edge, "other_symbols": data.other_symbols}
-    tmp = path.with_name(path.stem + ".tmp.npz")
-    np.savez(tmp, X=data.X, y=data.y, record=data.record, sample=data.sample,
-             rr_prev=data.rr_prev, rr_next=data.rr_next, mean=data.mean, std=data.std,
-             meta=np.array(json.dumps(meta)))
-    tmp.replace(path)  # atomic: a crash never leaves a half-written cache
+            "dropped_edge": data.dropped_edge, "other_symbols": data.other_symbols,
+            "class_counts": data.class_counts(), "sha256": arrays_sha256(arrays)}
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")  # one per writer
+    try:
+        np.savez(tmp, **arrays, meta=np.array(json.dumps(meta)))
+        tmp.replace(path)  # atomic: a crash never leaves a half-written cache
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
-def _read_cache(path: Path) -> BeatData:
-    with np.load(path) as npz:
-        meta = json.loads(str(npz["meta"]))
-        arrays = {k: npz[k] for k in
-                  ("X", "y", "record", "sample", "rr_prev", "rr_next", "mean", "std")}
+def read_cache(path: Path) -> BeatData:
+    """Read and verify a beat cache file; raises :class:`CacheError` naming the cause.
+
+    Checks: a readable ``.npz`` (zip CRC of every member), the SHA-256 of the arrays, the
+    stored class counts against the labels, and (whole database) PhysioNet's totals.
+    """
+    path = Path(path)
+    try:
+        if path.stat().st_size == 0:
+            raise CacheError("empty file")
+        with np.load(path, allow_pickle=False) as npz:
+            meta = json.loads(str(npz["meta"]))
+            arrays = {k: npz[k] for k in CACHE_ARRAYS}
+    except CacheError:
+        raise
+    except Exception as err:  # BadZipFile, EOFError, KeyError, ValueError, OSError...
+        raise CacheError(f"unreadable: {type(err).__name__}: {err}") from None
+    stored = meta.pop("sha256", None)
+    expected_counts = meta.pop("class_counts", None)
+    if stored is not None and arrays_sha256(arrays) != stored:
+        raise CacheError("its arrays do not match the SHA-256 stored with them")
     meta["leads"] = {k: tuple(v) for k, v in meta["leads"].items()}
-    return BeatData(**arrays, **meta)
+    try:
+        data = BeatData(**arrays, **meta)
+    except TypeError as err:
+        raise CacheError(f"unexpected content: {err}") from None
+    if len({len(a) for a in arrays.values()}) != 1:
+        raise CacheError("arrays of different lengths")
+    if expected_counts is not None and data.class_counts() != expected_counts:
+        raise CacheError("its labels do not match the class counts stored with them")
+    check_beats(data)
+    data.cache_verified = "sha256" if stored else "counts only"
+    return data
+
+
+def check_cache(records: Sequence[str] = RECORDS, rebuild: bool = True) -> str:
+    """``make data``: verify the beat cache of the default settings; rebuild a damaged one
+    (and upgrade one without a checksum). Returns a one-line report."""
+    settings = {"records": list(records), "window": config.WINDOW,
+                "r_offset": config.R_OFFSET, "decimate": config.DECIMATE,
+                "classes": list(config.CLASSES), "version": EXTRACTION_VERSION}
+    path = _cache_path(settings)
+    if not path.exists():
+        return f"beat cache: none yet ({path} is built on first use)"
+    try:
+        data = read_cache(path)
+        if getattr(data, "cache_verified", "") == "sha256":
+            return f"beat cache verified: {path} ({len(data)} beats, SHA-256 and class counts)"
+        cause = "written without a checksum"
+    except CacheError as err:
+        cause = str(err)
+    if not rebuild:
+        raise CacheError(f"{path}: {cause}")
+    print(f"The beat cache {path} is {cause}; rebuilding it.", file=sys.stderr, flush=True)
+    data = extract_all(None, tuple(records), config.WINDOW, config.R_OFFSET, settings)
+    _write_cache(path, data)
+    return f"beat cache rebuilt: {path} ({len(data)} beats)"
 
 
 # --------------------------------------------------------------------------------------------
@@ -569,9 +788,14 @@ def class_index(symbol: str) -> int:
 
 def main() -> None:
     """``python -m utils.data`` (``make data``): get/verify the database and report it."""
-    path = ensure_mitdb()
-    verify_database(path, progress=True)
-    print(f"MIT-BIH verified: {len(RECORDS)} records, {len(required_files())} files in {path}")
+    try:
+        path = ensure_mitdb()
+        verify_database(path, progress=True)
+        print(f"MIT-BIH verified: {len(RECORDS)} records, {len(required_files())} files in "
+              f"{path}")
+        print(check_cache())
+    except DatabaseError as err:
+        sys.exit(f"error: {err}")
 
 
 if __name__ == "__main__":

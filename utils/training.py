@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from . import config
-from .data import BeatData, Split, get_split, load_beats, subsample_majority
+from .data import BeatData, Split, get_split, load_beats, sha256_file, subsample_majority
 from .explain import LOGITS_LAYER, predict_scores
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -231,16 +231,40 @@ def train(name: str, data: BeatData | None = None, verbose: int = 2) -> dict:
                         "python": platform.python_version(), "machine": platform.machine(),
                         "cpus": os.cpu_count()},
     }
+    cfg["weights_sha256"] = sha256_file(folder / "model.weights.h5")
     (folder / "config.json").write_text(json.dumps(cfg, indent=1))
     return cfg
 
 
+class ModelFileError(ValueError):
+    """A saved model file is missing, empty, truncated or altered (message: file, cause, fix)."""
+
+
+def _restore_hint(name: str) -> str:
+    folder = model_dir(name)
+    try:
+        shown = folder.relative_to(config.ROOT)
+    except ValueError:
+        shown = folder
+    return (f"Restore the committed files with `git checkout -- {shown}/` or retrain with "
+            f"`make models`.")
+
+
 def read_config(name: str) -> dict:
-    """The saved ``config.json`` of a trained model."""
+    """The saved ``config.json`` of a trained model (clear error when missing or damaged)."""
     path = model_dir(name) / "config.json"
     if not path.is_file():
         raise FileNotFoundError(f"No trained model {name!r} at {path}: run `make models`.")
-    return json.loads(path.read_text())
+    text = path.read_text(errors="replace")
+    try:
+        cfg = json.loads(text)
+        if not isinstance(cfg, dict):
+            raise ValueError("not a JSON object")
+    except ValueError as err:
+        cause = "is empty" if not text.strip() else f"is not valid JSON ({err})"
+        raise ModelFileError(f"{path} {cause}: truncated or damaged. "
+                             f"{_restore_hint(name)}") from None
+    return cfg
 
 
 def read_history(name: str) -> dict[str, list[float]]:
@@ -248,22 +272,57 @@ def read_history(name: str) -> dict[str, list[float]]:
     return json.loads((model_dir(name) / "history.json").read_text())
 
 
+def verify_weights(name: str, cfg: dict | None = None) -> Path:
+    """Check ``model.weights.h5`` of ``name`` against the SHA-256 in its ``config.json``.
+
+    Raises :class:`ModelFileError` naming the file, the cause (missing, empty, other bytes
+    than recorded: truncated, bit errors, or another model's weights copied over it) and the
+    fix. Returns the weights path.
+    """
+    cfg = read_config(name) if cfg is None else cfg
+    weights = model_dir(name) / "model.weights.h5"
+    config_path = model_dir(name) / "config.json"
+    if not weights.is_file():
+        raise ModelFileError(f"{weights} is missing. {_restore_hint(name)}")
+    expected = cfg.get("weights_sha256")
+    if not expected:
+        raise ModelFileError(f"{config_path} records no weights_sha256, so {weights} cannot "
+                             f"be verified. {_restore_hint(name)}")
+    size = weights.stat().st_size
+    if size == 0:
+        raise ModelFileError(f"{weights} is empty (0 bytes). {_restore_hint(name)}")
+    actual = sha256_file(weights)
+    if actual != expected:
+        raise ModelFileError(
+            f"{weights} ({size} bytes) does not match the SHA-256 recorded in {config_path} "
+            f"(expected {expected[:12]}..., got {actual[:12]}...): the file is truncated or "
+            f"altered, or another model's weights were copied over it. {_restore_hint(name)}")
+    return weights
+
+
 def load_trained(name: str, retrain: bool = False, data: BeatData | None = None):
     """Load the committed weights of ``name`` (or retrain first when ``retrain=True``).
 
     Raises ``ValueError`` if the saved config no longer matches the code's spec or the beat
-    settings (window, R offset, classes): the weights would be meaningless.
+    settings (window, R offset, classes): the weights would be meaningless; and
+    :class:`ModelFileError` (a ``ValueError``) when a file is damaged or the weights are not
+    the ones the config was written for (SHA-256 check).
     """
     if retrain:
         train(name, data=data)
     cfg = read_config(name)
     expected = json.loads(json.dumps(asdict(_spec(name))))
-    if cfg["spec"] != expected or cfg["beats"] != _beat_settings():
+    if cfg.get("spec") != expected or cfg.get("beats") != _beat_settings():
         raise ValueError(
             f"Saved model {name!r} was trained with other settings than the current code "
-            f"(saved {cfg['spec']} / {cfg['beats']}). Run `make models` to retrain it.")
+            f"(saved {cfg.get('spec')} / {cfg.get('beats')}). Run `make models` to retrain it.")
+    weights = verify_weights(name, cfg)
     model = build(name)
-    model.load_weights(model_dir(name) / "model.weights.h5")
+    try:
+        model.load_weights(weights)
+    except Exception as err:  # verified bytes that still do not fit the architecture
+        raise ModelFileError(f"{weights} could not be loaded into {name!r} "
+                             f"({type(err).__name__}: {err}). {_restore_hint(name)}") from err
     return model
 
 

@@ -1,6 +1,8 @@
 """Instructor and maintainer tooling (not course material: learners need not read it).
 
 - ``grading``: nbgrader workflow behind ``make student`` and ``make grade``;
+- ``sandbox``, ``answers``, ``checking``: ``make grade``'s bubblewrap sandbox, the plain-data
+  answers a sandbox exports, and the trusted check of those answers;
 - ``execute``: re-executes the notebooks in place (``make notebooks``);
 - ``benchmark``: ``make bench``;
 - ``learner``: the learner's JupyterLab (``make lab``) and the instructor's (``make instructor``);

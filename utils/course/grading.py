@@ -13,10 +13,15 @@ into the two instructor commands of the Makefile:
 
 ``python -m utils.course.grading grade [SUBMISSIONS]`` (``make grade``)
     copies the submitted notebooks ``SUBMISSIONS/<learner>/<notebook>.ipynb`` into the course
-    folder, runs ``nbgrader autograde`` for every learner and notebook (an exercise whose code
-    raises scores zero, the others are still graded), writes one HTML feedback file per learner
-    and notebook, and exports the gradebook as ``build/grades.csv`` (one row per learner and
-    exercise) and ``build/grades_by_learner.csv`` (one row per learner, one column per exercise).
+    folder and grades them without ever running learner code with the grader's rights: each
+    notebook runs in its own bubblewrap sandbox (:mod:`utils.course.sandbox`) and exports the
+    variables each test reads as plain data (:mod:`utils.course.answers`); the tests, hidden
+    ones included, run on those answers in the grader's own kernel
+    (:mod:`utils.course.checking`); nbgrader then records the results in its gradebook
+    (``autograde`` with its ``Execute`` step replaced) and writes one HTML feedback file per
+    learner and notebook (maths drawn offline). The gradebook is exported as
+    ``build/grades.csv`` (one row per learner and graded cell) and
+    ``build/grades_by_learner.csv`` (one row per learner: exercises, week totals, total, max).
 
 Only the nbgrader Python API is used (``nbgrader.apps.NbGraderAPI`` and ``nbgrader.api.Gradebook``);
 the course folder also gets an ``nbgrader_config.py`` so that ``nbgrader`` commands run from
@@ -31,6 +36,7 @@ import os
 import re
 import shutil
 import sys
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +45,7 @@ from typing import Iterable, Sequence
 import nbformat
 
 from ..config import ROOT
+from .sandbox import SandboxUnavailable
 
 #: Git-ignored folder for everything the grading workflow generates.
 BUILD_DIR: Path = ROOT / "build"
@@ -54,6 +61,25 @@ GRADES_CSV: Path = BUILD_DIR / "grades.csv"
 NOTEBOOK_GLOB: str = "notebooks/[0-9]*.ipynb"
 #: Seconds a single cell may run while autograding (nbgrader's own default is 30 s).
 CELL_TIMEOUT: int = 900
+
+#: Seconds a whole notebook may run in its sandbox (every cell included).
+NOTEBOOK_TIMEOUT: int = 3600
+#: nbgrader's autograde steps with ``Execute`` replaced: nothing is executed there.
+AUTOGRADE_PREPROCESSORS: list[str] = [
+    "utils.course.checking.InjectResults",
+    "nbgrader.preprocessors.IgnorePattern",
+    "nbconvert.preprocessors.ClearMetadataPreprocessor",
+    "nbgrader.preprocessors.LimitOutput",
+    "nbgrader.preprocessors.SaveAutoGrades",
+    "nbgrader.preprocessors.AssignLatePenalties",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
+#: Feedback never shows the hidden tests (failure messages are cut to ``Name: message`` too).
+FEEDBACK_PREPROCESSORS: list[str] = [
+    "nbgrader.preprocessors.GetGrades",
+    "nbgrader.preprocessors.ClearHiddenTests",
+    "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
+]
 
 BEGIN_SOLUTION = "### BEGIN SOLUTION"
 END_SOLUTION = "### END SOLUTION"
@@ -249,18 +275,27 @@ def nbgrader_config(course_dir: Path = COURSE_DIR, timeout: int = CELL_TIMEOUT):
     # Autograding must finish even when a learner's cell hangs or raises.
     c.Execute.interrupt_on_timeout = True
     c.NbGraderAPI.log_level = "WARN"
+    c.GenerateFeedback.preprocessors = FEEDBACK_PREPROCESSORS
+    c.Autograde.autograde_preprocessors = AUTOGRADE_PREPROCESSORS
+    c.InjectResults.results_dir = str(Path(course_dir).resolve() / "results")
     # A private (unused) exchange folder: we hand notebooks out and collect them ourselves.
     c.Exchange.root = str(Path(course_dir).resolve() / "exchange")
     return c
 
 
 def _write_config_file(course_dir: Path, timeout: int) -> None:
+    results = Path(course_dir).resolve() / "results"
     text = (
         "# Written by utils/course/grading.py (make student / make grade); edits are overwritten.\n"
+        "# `nbgrader autograde` run here never executes learner code (that happens only in\n"
+        "# make grade's sandboxes): it records the results computed by the last make grade.\n"
         "c = get_config()  # noqa: F821\n"
         f"c.CourseDirectory.root = {str(Path(course_dir).resolve())!r}\n"
         f"c.Execute.timeout = {int(timeout)}\n"
         "c.Execute.interrupt_on_timeout = True\n"
+        f"c.Autograde.autograde_preprocessors = {AUTOGRADE_PREPROCESSORS!r}\n"
+        f"c.InjectResults.results_dir = {str(results)!r}\n"
+        f"c.GenerateFeedback.preprocessors = {FEEDBACK_PREPROCESSORS!r}\n"
     )
     (Path(course_dir) / "nbgrader_config.py").write_text(text)
 
@@ -420,17 +455,28 @@ def find_submissions(submissions_dir: Path, notebook_names: Iterable[str]
     return found
 
 
-def _autograde_one(course_dir: Path, timeout: int, learner: str, aid: str,
-                   feedback: bool) -> str:
-    """Autograde one submitted notebook (already under ``submitted/``); returns its status."""
-    api = _api(course_dir, timeout)
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+def _record(course_dir: Path, timeout: int, learner: str, aid: str, feedback: bool) -> str:
+    """Put one learner's computed results into the gradebook with nbgrader (no execution).
+
+    ``nbgrader autograde`` runs as usual (restores the locked cells from the source, records
+    the submission) except that its ``Execute`` step is replaced by
+    :class:`utils.course.checking.InjectResults`, which fills in the outputs computed by the
+    sandbox and the trusted check.
+    """
+    api = _api(course_dir, timeout)  # its config replaces Execute (see nbgrader_config)
     with warnings.catch_warnings():
         # nbgrader's gradebook triggers harmless SQLAlchemy session warnings.
         warnings.filterwarnings("ignore", message=".*not in session.*")
         result = api.autograde(aid, learner, force=True, create=True)
         if not result.get("success"):
             reason = _failure_reason(result)
-            log.warning("autograding %s/%s failed: %s", learner, aid, reason)
+            log.warning("grading %s/%s failed: %s", learner, aid, reason)
             return f"failed: {reason}"
         if feedback:
             fb = api.generate_feedback(aid, learner, force=True)
@@ -439,25 +485,64 @@ def _autograde_one(course_dir: Path, timeout: int, learner: str, aid: str,
     return "graded"
 
 
+def _sandbox_one(course_dir: Path, learner: str, aid: str, name: str, timeout: int,
+                 notebook_timeout: int) -> tuple[Path, str]:
+    """Prepare and run one submission in its sandbox; returns ``(workdir, note)``."""
+    from . import checking, sandbox
+
+    course_dir = Path(course_dir)
+    workdir = course_dir / "sandbox" / learner / aid
+    try:
+        submission = _read(course_dir / "submitted" / learner / aid / name)
+    except Exception as err:  # broken JSON, not a notebook...
+        raise ValueError(f"{type(err).__name__}: {err}"[:200]) from None
+    source = _read(course_dir / "source" / aid / name)
+    release = _read(course_dir / "release" / aid / name)
+    nb, plan = checking.sandbox_input(submission, release, source)
+    sandbox.prepare_workdir(workdir, nb, plan)
+    result = sandbox.run_sandboxed(workdir, timeout, notebook_timeout)
+    note = ""
+    try:
+        state = json.loads((workdir / "status.json").read_text()).get("state", "?")
+    except Exception:
+        state = "no status (the run was stopped or its files were changed)"
+    if result.timed_out:
+        note = (f"the notebook ran over its time limit ({notebook_timeout} s) and was stopped; "
+                f"exercises after that point score zero")
+    elif state != "finished":
+        note = f"the notebook did not run to the end ({state}); later exercises score zero"
+    return workdir, note
+
+
 def autograde(submissions: dict[str, dict[str, Path]], course_dir: Path = COURSE_DIR,
-              timeout: int = CELL_TIMEOUT, feedback: bool = True, jobs: int = 1
-              ) -> dict[tuple[str, str], str]:
-    """Autograde every submitted notebook with nbgrader; returns ``{(learner, assignment): status}``.
+              timeout: int = CELL_TIMEOUT, feedback: bool = True, jobs: int = 1,
+              notebook_timeout: int = NOTEBOOK_TIMEOUT) -> dict[tuple[str, str], str]:
+    """Grade every submitted notebook; returns ``{(learner, assignment): status}``.
 
     ``submissions`` is the output of :func:`find_submissions`; the course must have been built
-    with :func:`build_course`. A cell that raises only costs the exercise it belongs to
-    (nbgrader executes with ``allow_errors``); a notebook nbgrader cannot grade at all (e.g.
-    broken JSON) is reported with status ``"failed: ..."`` and the others are still graded.
-    ``jobs > 1`` grades that many notebooks at once, in separate processes (they share the
-    SQLite gradebook, whose short writes wait for each other).
+    with :func:`build_course`. Three steps (progress is printed):
+
+    1. every submission runs in its own bubblewrap sandbox (:mod:`utils.course.sandbox`):
+       learner cells with errors allowed, ``timeout`` seconds per cell, ``notebook_timeout``
+       per notebook; it exports the variables each test reads (``jobs`` sandboxes at a time);
+    2. per notebook, one trusted kernel re-runs the instructor notebook and runs every test
+       (hidden ones included) on each learner's exported answers
+       (:func:`utils.course.checking.run_trusted`);
+    3. nbgrader records the results in the gradebook and writes the feedback, after every
+       sandbox has ended.
+
+    A cell that raises or hangs only costs the exercise(s) that depend on it; a notebook that
+    cannot be read at all is reported with status ``"failed: ..."``.
     """
+    from . import checking, sandbox
+
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
     course_dir = Path(course_dir)
     source = {p.name: p.parent.name for p in (course_dir / "source").glob("*/*.ipynb")}
     if not source:
         raise ValueError(f"no course in {course_dir}: run build_course (make student) first")
-    tasks: list[tuple[str, str]] = []
+    tasks: list[tuple[str, str, str]] = []
     for learner, notebooks in submissions.items():
         for name, path in notebooks.items():
             if name not in source:
@@ -468,26 +553,122 @@ def autograde(submissions: dict[str, dict[str, Path]], course_dir: Path = COURSE
                 shutil.rmtree(target)
             target.mkdir(parents=True)
             shutil.copy2(path, target / name)
-            tasks.append((learner, aid))
+            tasks.append((learner, aid, name))
     if not tasks:
         return {}
-    if jobs == 1 or len(tasks) == 1:
-        results = [_autograde_one(course_dir, timeout, learner, aid, feedback)
-                   for learner, aid in tasks]
-    else:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
+    sandbox.check_sandbox()
+    _ensure_venv_on_path(course_dir)
+    for stale in ("sandbox", "results", "trusted"):
+        shutil.rmtree(course_dir / stale, ignore_errors=True)
 
-        # Add the learners first so that the workers do not race to create them.
-        with _api(course_dir, timeout).gradebook as gb:
-            for learner in submissions:
-                gb.update_or_create_student(learner)
-        context = multiprocessing.get_context("spawn")  # no forked sqlite/zmq state
-        with ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=context) as pool:
-            futures = [pool.submit(_autograde_one, course_dir, timeout, learner, aid, feedback)
-                       for learner, aid in tasks]
-            results = [future.result() for future in futures]
-    return dict(zip(tasks, results))
+    status: dict[tuple[str, str], str] = {}
+    ran: dict[tuple[str, str], tuple[Path, str]] = {}
+    start = time.perf_counter()
+
+    def one(task):
+        learner, aid, name = task
+        t0 = time.perf_counter()
+        try:
+            workdir, note = _sandbox_one(course_dir, learner, aid, name, timeout,
+                                         notebook_timeout)
+        except Exception as err:  # one submission never stops the others
+            return task, None, f"failed: {err}"[:300], time.perf_counter() - t0
+        return task, (workdir, note), "", time.perf_counter() - t0
+
+    _say(f"grading {len(tasks)} notebook(s) of {len(submissions)} learner(s) in sandboxes "
+         f"({jobs} at a time)")
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    with ThreadPoolExecutor(max_workers=min(jobs, len(tasks))) as pool:
+        futures = [pool.submit(one, task) for task in tasks]
+        for k, future in enumerate(as_completed(futures), start=1):
+            task, done, failure, seconds = future.result()
+            learner, aid, _ = task
+            if done is None:
+                status[(learner, aid)] = failure
+            else:
+                ran[(learner, aid)] = done
+            _say(f"[{k}/{len(tasks)}] {learner} / {aid}: "
+                 f"{failure or done[1] or 'ran to the end'} ({seconds:.0f} s; "
+                 f"{time.perf_counter() - start:.0f} s elapsed)")
+
+    tests: dict[tuple[str, str], dict[str, list]] = {}
+    for aid in sorted({aid for _, aid in ran}):
+        workdirs = {learner: done[0] for (learner, a), done in ran.items() if a == aid}
+        name = next(n for n, a in source.items() if a == aid)
+        _say(f"checking {aid} for {len(workdirs)} learner(s) in the grader's kernel")
+        results = checking.run_trusted(course_dir / "source" / aid / name, workdirs,
+                                       course_dir / "trusted" / aid, timeout, progress=_say)
+        for learner, by_test in results.items():
+            tests[(learner, aid)] = by_test
+
+    for (learner, aid), (workdir, note) in ran.items():
+        checking.write_results(course_dir / "results" / learner / f"{aid}.json", workdir,
+                               tests.get((learner, aid), {}), note)
+        status[(learner, aid)] = _record(course_dir, timeout, learner, aid, feedback)
+    if feedback:
+        offline_feedback(course_dir / "feedback")
+    _say(f"graded {len(tasks)} notebook(s) in {time.perf_counter() - start:.0f} s")
+    return {(learner, aid): status[(learner, aid)] for learner, aid, _ in tasks}
+
+
+_SKIP_BLOCKS = re.compile(r"(<(pre|code|script|style|textarea)\b.*?</\2>)", re.S | re.I)
+_MATH = re.compile(r"\$\$(.+?)\$\$|(?<![\\\w$])\$(?=\S)([^$\n<>]+?)(?<=\S)\$(?![\w$])", re.S)
+_MATHJAX_SCRIPT = re.compile(r"<script[^>]*(?:mathjax|MathJax)[^>]*>.*?</script>", re.S)
+
+
+def _math_image(tex: str, display: bool) -> str:
+    """``tex`` drawn by matplotlib's mathtext as an inline SVG (``<code>`` if it cannot)."""
+    import base64
+    import html as html_lib
+    import io
+
+    from matplotlib import mathtext
+
+    raw = html_lib.unescape(tex).strip()
+    buf = io.BytesIO()
+    try:
+        mathtext.math_to_image(f"${raw}$", buf, format="svg", prop=None)
+    except Exception:  # outside mathtext's TeX subset: show the LaTeX itself, readable
+        return f"<code>{html_lib.escape(raw)}</code>"
+    data = base64.b64encode(buf.getvalue()).decode()
+    style = "display:block;margin:0.5em auto" if display else "vertical-align:middle"
+    return (f'<img class="offline-math" style="{style}" alt="{html_lib.escape(raw)}" '
+            f'src="data:image/svg+xml;base64,{data}">')
+
+
+def offline_math(html: str) -> str:
+    """Feedback HTML whose maths shows without internet.
+
+    nbconvert loads MathJax from a CDN, so offline ``$\\rho$`` stayed raw. No MathJax bundle
+    ships in the environment (JupyterLab's is inside its webpack chunks), so the CDN script is
+    removed and each ``$...$`` / ``$$...$$`` outside code is drawn with matplotlib's mathtext
+    as an inline SVG, or shown as ``<code>`` LaTeX when mathtext cannot draw it.
+    """
+    html = _MATHJAX_SCRIPT.sub("", html)
+    parts = _SKIP_BLOCKS.split(html)
+    out = []
+    skip_next = False
+    for part in parts:
+        if skip_next:  # the tag-name group of the split
+            skip_next = False
+            continue
+        if _SKIP_BLOCKS.fullmatch(part or ""):
+            out.append(part)
+            skip_next = True
+            continue
+        out.append(_MATH.sub(lambda m: _math_image(m.group(1) or m.group(2),
+                                                   m.group(1) is not None), part))
+    return "".join(out)
+
+
+def offline_feedback(feedback_dir: Path) -> int:
+    """Rewrite every feedback HTML under ``feedback_dir`` with :func:`offline_math`."""
+    count = 0
+    for path in Path(feedback_dir).rglob("*.html"):
+        path.write_text(offline_math(path.read_text()))
+        count += 1
+    return count
 
 
 def exercise_name(grade_id: str) -> str:
@@ -495,15 +676,26 @@ def exercise_name(grade_id: str) -> str:
     return re.sub(r"_test$", "", str(grade_id))
 
 
+#: Status of a notebook that was not submitted (its scores are blank, not counted in ``max``).
+MISSING = "missing"
+#: Status of a manually graded cell or task that has no manual score yet.
+NEEDS_MANUAL = "needs manual grading"
+
+
 def score_table(course_dir: Path = COURSE_DIR, learners: Iterable[str] = (),
                 status: dict[tuple[str, str], str] | None = None):
-    """The gradebook as a ``pandas.DataFrame``, one row per learner and autograded exercise.
+    """The gradebook as a ``pandas.DataFrame``, one row per learner and graded cell.
 
     Columns: ``learner, assignment, notebook, exercise, test_cell, score, max_score, status``
-    (``exercise`` is the test cell's grade id without ``_test``). Every
-    exercise of every assignment appears for every learner in ``learners`` (plus those in the
-    gradebook): a notebook that was not submitted, or that nbgrader could not grade, scores 0
-    with status ``missing`` / ``failed: ...``.
+    (``exercise`` is the cell's grade id without ``_test``). Every graded cell of every
+    assignment appears for every learner in ``learners`` (plus those in the gradebook):
+
+    - autograded test cells: status ``graded``;
+    - manually graded cells (nbgrader answer cells with points, and task cells): status
+      ``needs manual grading`` and a blank score until an instructor grades them (formgrader),
+      then ``graded (manual)``;
+    - a notebook that was not submitted: blank score, status ``missing``;
+    - a notebook that could not be graded at all: 0 with status ``failed: ...``.
     """
     import pandas as pd
     from nbgrader.api import Gradebook, MissingEntry
@@ -516,7 +708,10 @@ def score_table(course_dir: Path = COURSE_DIR, learners: Iterable[str] = (),
         everyone = sorted(set(learners) | {s.id for s in gb.students})
         for assignment in sorted(gb.assignments, key=lambda a: a.name):
             for notebook in sorted(assignment.notebooks, key=lambda n: n.name):
-                cells = [c for c in notebook.grade_cells if c.cell_type == "code"]
+                answers = {c.name for c in notebook.solution_cells}
+                cells = [(c, c.cell_type == "markdown" or c.name in answers)
+                         for c in notebook.grade_cells]
+                cells += [(c, True) for c in getattr(notebook, "task_cells", [])]
                 for learner in everyone:
                     try:
                         sub = gb.find_submission_notebook(notebook.name, assignment.name, learner)
@@ -524,64 +719,111 @@ def score_table(course_dir: Path = COURSE_DIR, learners: Iterable[str] = (),
                     except MissingEntry:
                         grades = {}
                     state = status.get((learner, assignment.name),
-                                       "graded" if grades else "missing")
-                    for cell in cells:
+                                       "graded" if grades else MISSING)
+                    for cell, manual in cells:
                         grade = grades.get(cell.name) if state == "graded" else None
-                        score = grade.score if grade is not None else None
+                        if state == MISSING:
+                            score, cell_state = None, MISSING
+                        elif state != "graded":
+                            score, cell_state = 0.0, state
+                        elif manual:
+                            score = None if grade is None else grade.manual_score
+                            cell_state = NEEDS_MANUAL if score is None else "graded (manual)"
+                        else:
+                            score = 0.0 if grade is None or grade.score is None else grade.score
+                            cell_state = "graded"
                         rows.append({
                             "learner": learner, "assignment": assignment.name,
                             "notebook": notebook.name + ".ipynb",
                             "exercise": exercise_name(cell.name), "test_cell": cell.name,
-                            "score": float(score) if score is not None else 0.0,
-                            "max_score": float(cell.max_score), "status": state,
+                            "score": float(score) if score is not None else float("nan"),
+                            "max_score": float(cell.max_score), "status": cell_state,
                         })
     columns = ["learner", "assignment", "notebook", "exercise", "test_cell", "score",
                "max_score", "status"]
     return pd.DataFrame(rows, columns=columns)
 
 
+def _counted(scores):
+    """Rows that count towards ``max``: everything but notebooks that were not submitted."""
+    if "status" not in scores:
+        return scores
+    return scores[scores["status"] != MISSING]
+
+
+def _totals(scores):
+    import pandas as pd
+
+    counted = _counted(scores)
+    learners = list(dict.fromkeys(scores["learner"]))
+    total = counted.groupby("learner")["score"].sum(min_count=1).reindex(learners)
+    maximum = counted.groupby("learner")["max_score"].sum().reindex(learners).fillna(0.0)
+    out = pd.DataFrame({"total": total, "max": maximum})
+    if "status" in scores:
+        pending = counted[counted["status"] == NEEDS_MANUAL]
+        out["manual_pending"] = (pending.groupby("learner")["max_score"].sum()
+                                 .reindex(learners).fillna(0.0))
+    return out
+
+
 def wide_table(scores):
-    """One row per learner, one column per ``assignment/exercise`` plus ``total`` and ``max``."""
+    """One row per learner: one column per ``assignment/exercise``, one per week
+    (``assignment`` = the week's total), plus ``total`` and ``max``.
+
+    A week that was not submitted is blank and not counted in ``max``; with manually graded
+    cells, ``manual_pending`` gives the points still to be graded by hand.
+    """
     import pandas as pd
 
     if scores.empty:
         return pd.DataFrame(columns=["learner", "total", "max"])
     keyed = scores.assign(column=scores["assignment"] + "/" + scores["exercise"])
     wide = keyed.pivot_table(index="learner", columns="column", values="score",
-                             aggfunc="sum", sort=False)
-    wide = wide[list(dict.fromkeys(keyed["column"]))]
-    wide["total"] = keyed.groupby("learner")["score"].sum()
-    wide["max"] = keyed.groupby("learner")["max_score"].sum()
+                             aggfunc=lambda v: v.sum(min_count=1), sort=False, dropna=False)
+    wide = wide.reindex(columns=list(dict.fromkeys(keyed["column"])))
+    weeks = _week_totals(scores)
+    wide = wide.join(weeks).join(_totals(scores))
+    wide.columns.name = None
     return wide.reset_index()
 
 
+def _week_totals(scores):
+    counted = _counted(scores)
+    weeks = counted.pivot_table(index="learner", columns="assignment", values="score",
+                                aggfunc=lambda v: v.sum(min_count=1), dropna=False)
+    order = list(dict.fromkeys(scores["assignment"]))
+    weeks = weeks.reindex(index=list(dict.fromkeys(scores["learner"])), columns=order)
+    weeks.columns.name = None
+    return weeks
+
+
 def summary_table(scores):
-    """Points per learner and notebook (``assignment`` columns) plus ``total`` and ``max``."""
+    """Points per learner and week (``assignment`` columns, blank = not submitted), plus
+    ``total`` and ``max`` (the weeks submitted only)."""
     import pandas as pd
 
     if scores.empty:
         return pd.DataFrame(columns=["learner", "total", "max"])
-    summary = scores.pivot_table(index="learner", columns="assignment", values="score",
-                                 aggfunc="sum").fillna(0.0)
-    summary["total"] = scores.groupby("learner")["score"].sum()
-    summary["max"] = scores.groupby("learner")["max_score"].sum()
-    summary.columns.name = None
+    summary = _week_totals(scores).join(_totals(scores))
+    summary.index.name = "learner"
     return summary.reset_index()
 
 
 def grade(submissions_dir: Path = SUBMISSIONS_DIR, notebooks: Sequence[Path] | None = None,
           course_dir: Path = COURSE_DIR, csv_path: Path | None = GRADES_CSV,
-          timeout: int = CELL_TIMEOUT, feedback: bool = True, jobs: int = 1):
-    """The whole ``make grade``: fresh course, autograde every submission, write the CSVs.
+          timeout: int = CELL_TIMEOUT, feedback: bool = True, jobs: int = 1,
+          notebook_timeout: int = NOTEBOOK_TIMEOUT):
+    """The whole ``make grade``: fresh course, grade every submission, write the CSVs.
 
     Returns the long score table (see :func:`score_table`). ``csv_path`` gets the long table;
-    a sibling ``<stem>_by_learner.csv`` gets :func:`wide_table`.
+    a sibling ``<stem>_by_learner.csv`` gets :func:`wide_table`. Both are written from the
+    gradebook after every sandbox has ended (any earlier file is replaced).
     """
     notebooks = course_notebooks() if notebooks is None else [Path(p) for p in notebooks]
     submissions = find_submissions(submissions_dir, [Path(nb).name for nb in notebooks])
     build_course(notebooks, course_dir=course_dir, student_dir=None, timeout=timeout)
     status = autograde(submissions, course_dir=course_dir, timeout=timeout, feedback=feedback,
-                       jobs=jobs)
+                       jobs=jobs, notebook_timeout=notebook_timeout)
     scores = score_table(course_dir, learners=submissions, status=status)
     if csv_path is not None:
         csv_path = Path(csv_path)
@@ -614,6 +856,8 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("--course-dir", type=Path, default=COURSE_DIR)
         p.add_argument("--timeout", type=int, default=CELL_TIMEOUT,
                        help="seconds per cell when autograding")
+    p_grade.add_argument("--notebook-timeout", type=int, default=NOTEBOOK_TIMEOUT,
+                         help="seconds per notebook (all cells) in its sandbox")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     notebooks = args.notebooks or course_notebooks()
@@ -628,11 +872,15 @@ def main(argv: list[str] | None = None) -> None:
             return
         scores = grade(args.submissions, notebooks, course_dir=args.course_dir,
                        csv_path=args.csv, timeout=args.timeout,
-                       feedback=not args.no_feedback, jobs=args.jobs)
+                       feedback=not args.no_feedback, jobs=args.jobs,
+                       notebook_timeout=args.notebook_timeout)
     except ValueError as err:
         sys.exit(f"error: {err}")
-    print("points per learner and notebook:")
-    print(summary_table(scores).to_string(index=False))
+    except SandboxUnavailable as err:
+        sys.exit(f"error: {err}")
+    print("points per learner and week (blank = not submitted; max counts submitted weeks):")
+    print(summary_table(scores).astype(object).where(lambda t: t.notna(), "missing")
+          .to_string(index=False))
     print(f"\nscores per learner and exercise: {args.csv}")
     print(f"one row per learner:             "
           f"{Path(args.csv).with_name(Path(args.csv).stem + '_by_learner.csv')}")
