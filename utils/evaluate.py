@@ -31,9 +31,13 @@ Quantus is not a runtime dependency: every metric here is a few lines of numpy, 
 ``tests/test_evaluate.py`` pins each against Quantus's definition where Quantus can run it.
 
 * MPRT: Quantus's ``MPRT`` *permutes* each layer's weights (with ``np.random.seed(seed + 1)``)
-  instead of re-initialising them as Adebayo et al. do. :func:`cascading_randomisation` does
-  both (``mode="reinit"``, the paper's, is the default); ``mode="permute"`` reproduces Quantus's
-  per-layer scores exactly (pinned in the tests).
+  instead of re-initialising them as Adebayo et al. do, and for Keras models its ``top_down``
+  (cascading) order is broken in 0.6.0: the clone it randomises never gets the trained weights
+  back, so every step is a fully random network. :func:`cascading_randomisation` is our own:
+  ``mode="reinit"`` (the paper's) is the default; ``mode="permute", order="independent"``
+  reproduces Quantus's ``layer_order="independent"`` scores exactly (pinned in the tests).
+  Quantus also hands Keras explainers channel-last beats for the wrapped original model and
+  channel-first ones for the randomised clones (compare maps only in one layout).
 * ROAD: Quantus's ``ROAD`` orders single pixels and imputes on a 2-D image grid; on a
   channel-first (leads, time) beat it fails (its neighbour offsets index a third axis), and it
   reports only "prediction unchanged" booleans. We rank *segments* and impute along time per
@@ -113,31 +117,45 @@ def weighted_layers(model) -> list[str]:
 
 
 def cascading_randomisation(model, *, seed: int = config.SEED,
-                            mode: Literal["reinit", "permute"] = "reinit"
+                            mode: Literal["reinit", "permute"] = "reinit",
+                            order: Literal["cascading", "independent"] = "cascading"
                             ) -> Iterator[tuple[str, Any]]:
-    """Yield ``(layer name, model)`` with one more layer randomised per step, top down.
+    """Yield ``(layer name, model)`` with the layers randomised one at a time, top down.
 
+    ``order="cascading"`` (Adebayo et al.'s main test): step ``k`` has the top ``k`` weighted
+    layers randomised. ``order="independent"``: step ``k`` has only layer ``k`` randomised.
     ``mode="reinit"`` (Adebayo et al.): the layer takes freshly initialised weights (its own
     initialisers, from a clone of the model built after ``keras.utils.set_random_seed(seed)``:
     Glorot kernels, zero biases, BatchNorm reset to the identity, orthogonal recurrent kernels).
     ``mode="permute"``: each weight array is permuted along its first axis after
-    ``np.random.seed(seed + 1)``, exactly Quantus's ``MPRT`` (the weight distribution is kept).
+    ``np.random.seed(seed + 1)``, Quantus's ``MPRT`` scheme (the weight distribution is kept).
+
+    Written here because Quantus 0.6.0's Keras ``get_random_layer_generator`` clones the model
+    without copying its weights back (``keras.models.clone_model`` re-initialises every layer),
+    so its ``top_down`` steps all start from a fully random network; only its ``independent``
+    order restores the weights, and that one pins ours in the tests.
 
     The original model is never changed. The yielded model is **one** clone modified in place
-    (as Quantus does): use it before advancing the iterator. Note: ``reinit`` resets Keras'
-    global seed and ``permute`` NumPy's legacy global seed.
+    (as Quantus does): use it before advancing the iterator. An untrained model built after
+    ``set_random_seed(seed)`` is re-created exactly by ``reinit`` with the same seed. Side
+    effects: ``reinit`` resets Keras' global seed and ``permute`` NumPy's legacy global seed.
     """
     import keras
 
     if mode not in ("reinit", "permute"):
         raise ValueError(f"mode must be 'reinit' or 'permute', got {mode!r}")
+    if order not in ("cascading", "independent"):
+        raise ValueError(f"order must be 'cascading' or 'independent', got {order!r}")
+    original = model.get_weights()
     randomised = keras.models.clone_model(model)
-    randomised.set_weights(model.get_weights())
+    randomised.set_weights(original)
     fresh = None
     if mode == "reinit":
         keras.utils.set_random_seed(seed)
         fresh = keras.models.clone_model(model)
     for name in weighted_layers(model):
+        if order == "independent":
+            randomised.set_weights(original)
         layer = randomised.get_layer(name)
         if fresh is not None:
             new = fresh.get_layer(name).get_weights()
@@ -150,6 +168,7 @@ def cascading_randomisation(model, *, seed: int = config.SEED,
 
 def model_randomisation(explainer: Explainer, model, X: np.ndarray, targets, *,
                         seed: int = config.SEED, mode: Literal["reinit", "permute"] = "reinit",
+                        order: Literal["cascading", "independent"] = "cascading",
                         reference: Explanation | np.ndarray | None = None,
                         include_rerun: bool = True, **options):
     """Cascading randomisation test of one explainer: a tidy ``pandas.DataFrame``.
@@ -157,7 +176,8 @@ def model_randomisation(explainer: Explainer, model, X: np.ndarray, targets, *,
     One row per (step, beat): ``step`` 0 is ``layer="original"`` (the explainer rerun on the
     unchanged model, compared with the reference: 1 for a deterministic method, the
     seed-to-seed level for a stochastic one; left out with ``include_rerun=False``), step ``k``
-    has the top ``k`` weighted layers randomised (``layer`` names the last one). Columns
+    has the top ``k`` weighted layers randomised (``layer`` names the last one; with
+    ``order="independent"`` only that one, see :func:`cascading_randomisation`). Columns
     ``spearman``, ``spearman_abs``, ``pearson_abs`` (:func:`map_similarity` between the
     reference map and the map of the randomised model), ``beat``, ``target``.
     A faithful explainer decorrelates as more layers are randomised.
@@ -178,8 +198,8 @@ def model_randomisation(explainer: Explainer, model, X: np.ndarray, targets, *,
 
     if include_rerun:
         add(0, "original", explain_values(explainer, model, X, t, **options))
-    for step, (name, randomised) in enumerate(cascading_randomisation(model, seed=seed,
-                                                                      mode=mode), start=1):
+    steps = cascading_randomisation(model, seed=seed, mode=mode, order=order)
+    for step, (name, randomised) in enumerate(steps, start=1):
         add(step, name, explain_values(explainer, randomised, X, t, **options))
     return pd.concat(rows, ignore_index=True)
 
