@@ -38,11 +38,12 @@ Quantus is not a runtime dependency: every metric here is a few lines of numpy, 
   reproduces Quantus's ``layer_order="independent"`` scores exactly (pinned in the tests).
   Quantus also hands Keras explainers channel-last beats for the wrapped original model and
   channel-first ones for the randomised clones (compare maps only in one layout).
-* ROAD: Quantus's ``ROAD`` orders single pixels and imputes on a 2-D image grid; on a
-  channel-first (leads, time) beat it fails (its neighbour offsets index a third axis), and it
-  reports only "prediction unchanged" booleans. We rank *segments* and impute along time per
-  lead; on a (leads, 1, time) array Quantus's ``noisy_linear_imputation`` solves exactly the
-  same problem and the tests pin ours against it.
+* ROAD: Quantus's ``ROAD`` orders single pixels, imputes on a 2-D image grid and reports only
+  "prediction unchanged" booleans. On the course beats it fails both ways (tried on a toy
+  Conv1D model): channel-last, its attribution-layout assertion; through a channel-first
+  wrapper model, an ``IndexError`` in its 2-D neighbour imputation. We rank *segments*, impute
+  along time per lead and report score curves; on a (leads, 1, time) array Quantus's
+  ``noisy_linear_imputation`` solves exactly our problem, and the tests pin ours against it.
 * FaithfulnessCorrelation (Quantus) fails on the course models (it rebuilds the top from the
   softmax ``Activation`` layer); deletion/insertion AUCs replace it.
 * MaxSensitivity: same definition as Quantus's ``MaxSensitivity`` (uniform noise, Frobenius norm
@@ -270,10 +271,10 @@ def segment_order(values, n_segments: int = 16, rank_by: Literal["signed", "abs"
     map (:func:`utils.explain.segment_sums`). ``rank_by="signed"`` ranks positive evidence for
     the target first (the usual deletion order); ties (e.g. the zeros of a ReLU'd Grad-CAM) are
     broken at random (``seed``) rather than by segment position."""
-    sums = segment_sums(_values(values), n_segments)
-    score = np.abs(sums) if rank_by == "abs" else sums
     if rank_by not in ("signed", "abs"):
         raise ValueError(f"rank_by must be 'signed' or 'abs', got {rank_by!r}")
+    sums = segment_sums(_values(values), n_segments)
+    score = np.abs(sums) if rank_by == "abs" else sums
     jitter = np.random.default_rng(seed).random(score.shape)
     return np.lexsort((jitter, -score), axis=-1)
 
@@ -360,6 +361,8 @@ def faithfulness(model, X: np.ndarray, targets, values, *,
         orders["explainer"] = segment_order(values, n_segments, seed=seed)[None]
     if n_random:
         orders["random"] = random_orders(n, leads * n_segments, n_random, seed=seed + 1)
+    if not orders:
+        raise ValueError("nothing to evaluate: give values or n_random > 0")
     rows, curves = [], []
     for imputation, mode, (name, stack) in itertools.product(imputations, modes, orders.items()):
         c = np.mean([perturbation_curves(model, X, t, o, mode=mode, imputation=imputation,
@@ -515,7 +518,7 @@ def wave_mass_table(values, y: np.ndarray, windows: Mapping[str, Any], **kwargs)
 # One table, method x metric
 # ------------------------------------------------------------------------------------------------
 def evaluate_methods(explainers: Mapping[str, Explainer], model, X: np.ndarray, targets, *,
-                     y: np.ndarray | None = None, windows: Mapping[str, Any] | None = None,
+                     windows: Mapping[str, Any] | None = None,
                      stochastic: Mapping[str, str] | None = None, seeds: Sequence[int] = (1, 2),
                      randomise: Sequence[str] = (), imputations: Sequence[str] = IMPUTATIONS,
                      n_random: int = 5, sensitivity_draws: int = 5, radius: float = 0.05,
@@ -532,15 +535,14 @@ def evaluate_methods(explainers: Mapping[str, Explainer], model, X: np.ndarray, 
       ``randomise`` (:func:`model_randomisation`);
     * ``mass_lift_<window>`` (mean share / chance) when ``windows`` is given.
 
-    ``targets``: the explained class per beat (e.g. the predicted class); ``y`` only labels
-    beats for the per-class tables (not used here beyond validation).
+    ``targets``: the explained class per beat (e.g. the predicted class). The beats should be
+    representative (stratified by record and class); per-class views are
+    :func:`wave_mass_table` and :func:`faithfulness` on a class's beats.
     """
     import pandas as pd
 
     X = np.asarray(X, dtype=np.float32)
     t = check_targets(targets, len(X))
-    if y is not None and len(np.asarray(y)) != len(X):
-        raise ValueError(f"y has {len(np.asarray(y))} labels for {len(X)} beats")
     stochastic = dict(stochastic or {})
     rows: list[dict] = []
 
