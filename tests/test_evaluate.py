@@ -117,6 +117,15 @@ def test_randomisation_leaves_the_model_and_is_reproducible(beats):
     assert np.array_equal(first[0], before[0])                    # conv1 kernel kept at step 1
     assert not np.array_equal(first[4], before[4])                # logits kernel randomised
     assert not np.array_equal(last[0], before[0])                 # conv1 kernel at the end
+    assert not np.array_equal(last[4], before[4])                 # ... logits still random
+    # independent order: only the named layer is randomised at each step
+    steps = [(name, [w.copy() for w in m.get_weights()]) for name, m in
+             ev.cascading_randomisation(model, seed=5, order="independent")]
+    assert steps[-1][0] == "conv1"
+    assert np.array_equal(steps[-1][1][4], before[4]) and not np.array_equal(steps[-1][1][0],
+                                                                                before[0])
+    with pytest.raises(ValueError):
+        next(ev.cascading_randomisation(model, mode="shuffle"))
 
 
 def test_randomised_linear_model_gradient_decorrelates(beats):
