@@ -524,7 +524,8 @@ def evaluate_methods(explainers: Mapping[str, Explainer], model, X: np.ndarray, 
                      n_random: int = 5, sensitivity_draws: int = 5, radius: float = 0.05,
                      output: str = "probs", seed: int = config.SEED):
     """Method x metric evaluation on representative beats: one tidy DataFrame
-    (method, metric, value, n) with the median over the beats of each metric.
+    (method, metric, value, n) with the median over the beats of each metric (the mean for
+    the top-segment agreement, a 0/1 share, and for the mass lift).
 
     * ``deletion_<imp>`` / ``insertion_<imp>``: curve areas (:func:`faithfulness`), plus the
       same for ``method="random"`` (the mean of ``n_random`` random orders);
@@ -546,9 +547,9 @@ def evaluate_methods(explainers: Mapping[str, Explainer], model, X: np.ndarray, 
     stochastic = dict(stochastic or {})
     rows: list[dict] = []
 
-    def add(method: str, metric: str, values) -> None:
+    def add(method: str, metric: str, values, agg: Callable = np.nanmedian) -> None:
         v = np.asarray(values, dtype=np.float64)
-        rows.append({"method": method, "metric": metric, "value": float(np.nanmedian(v))
+        rows.append({"method": method, "metric": metric, "value": float(agg(v))
                      if np.isfinite(v).any() else np.nan, "n": int(np.isfinite(v).sum())})
 
     base = faithfulness(model, X, t, None, imputations=imputations, n_random=n_random,
@@ -569,7 +570,7 @@ def evaluate_methods(explainers: Mapping[str, Explainer], model, X: np.ndarray, 
         if name in stochastic:
             agree = seed_agreement(explainer, model, X, t, seeds, seed_arg=stochastic[name])
             add(name, "seed_spearman", agree["spearman"])
-            add(name, "seed_top_segment", agree["top_segment"])
+            add(name, "seed_top_segment", agree["top_segment"], np.nanmean)
         if name in randomise:
             curve = model_randomisation(explainer, model, X, t, seed=seed, reference=maps[name],
                                         include_rerun=False)
@@ -578,9 +579,7 @@ def evaluate_methods(explainers: Mapping[str, Explainer], model, X: np.ndarray, 
         if windows is not None:
             mass = wave_mass(maps[name], windows)
             for win, part in mass.groupby("window", sort=False):
-                rows.append({"method": name, "metric": f"mass_lift_{win}",
-                             "value": float(np.nanmean(part["lift"])),
-                             "n": int(part["lift"].notna().sum())})
+                add(name, f"mass_lift_{win}", part["lift"], np.nanmean)
     return pd.DataFrame(rows)
 
 
