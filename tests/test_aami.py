@@ -130,6 +130,7 @@ def test_symbol_recall_and_table():
     quoted = [i for i in tab.index if "[quoted]" in i]
     assert len(quoted) == len(aami.QUOTED)
     assert tab.loc[quoted[0], "SVEB Se"] == "75.9" and tab.loc[quoted[0], "VEB +P"] == "81.9"
+    assert tab.loc[quoted[1], "SVEB Se"] == ""  # not reported there: left empty
 
 
 def test_load_aami_beats_adds_the_other_symbols(mitdb_dir, beats):
@@ -158,3 +159,31 @@ def test_load_aami_beats_adds_the_other_symbols(mitdb_dir, beats):
     assert np.allclose(out.rr_prev[m][inner], sub.rr_prev[inner], atol=1e-5)
     with pytest.raises(ValueError):
         aami.load_aami_beats(("999",), data=beats, db_dir=mitdb_dir, use_cache=False)
+
+
+def test_baselines_on_toy_features():
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(4), 50)
+    feats = rng.normal(size=(200, 3)) + y[:, None] * 3.0  # well separated classes
+    feats[0, 0] = np.nan  # imputed
+    train, test = np.arange(0, 200, 2), np.arange(1, 200, 2)
+    for kind in ("tree", "1nn"):
+        pred = aami.fit_predict_baseline(kind, feats, y, train, test)
+        assert pred.shape == test.shape and np.mean(pred == y[test]) > 0.9
+    # Q beats are never trained on
+    yq = y.copy()
+    yq[:10] = 4
+    assert 4 not in aami.fit_predict_baseline("1nn", feats, yq, np.arange(200), np.arange(200))
+    with pytest.raises(ValueError):
+        aami.fit_predict_baseline("svm", feats, y, train, test)
+
+
+def test_holdout_split_is_intra_patient():
+    y = np.array([0, 1, 2, 3] * 25)
+    recs = np.array((list(aami.DS1[:2]) + list(aami.DS2[:2])) * 25)
+    toy = aami.AamiBeats(X=np.zeros((100, 1, 2)), y=y, symbol=np.array(["N"] * 100),
+                         record=recs, sample=np.arange(100), rr=np.ones((100, 9)),
+                         mean=np.zeros((100, 2)), std=np.ones((100, 2)))
+    train, test = aami.holdout_records_split(toy, test_size=0.2)
+    assert len(test) == 20 and not set(train) & set(test)
+    assert set(recs[train]) == set(recs[test])  # the same patients on both sides

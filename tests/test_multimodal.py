@@ -116,3 +116,14 @@ def test_registered_in_training():
     assert set(training.MODEL_SPECS) <= set(names)
     model = training.build("rhythm_ds1")
     assert model.get_layer("logits") is not None
+
+
+def test_patient_folds_partition_records():
+    folds = mm.patient_folds(aami.DS1, k=5)
+    assert len(folds) == 5
+    flat = [r for f in folds for r in f]
+    assert sorted(flat) == sorted(aami.DS1) and len(set(flat)) == len(flat)
+    assert {len(f) for f in folds} <= {4, 5}
+    assert folds == mm.patient_folds(aami.DS1, k=5)  # seeded
+    with pytest.raises(ValueError):
+        mm.patient_folds(aami.DS1, k=1)

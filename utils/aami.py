@@ -62,9 +62,15 @@ DS1: tuple[str, ...] = tuple(r for r in PATIENT_TRAIN if r not in PACED_RECORDS)
 DS2: tuple[str, ...] = tuple(r for r in PATIENT_TEST if r not in PACED_RECORDS)
 
 #: Published DS2 results (percent), quoted from the papers, not recomputed here.
+#: de Chazal, O'Dwyer & Reilly, IEEE TBME 51(7):1196-1206, 2004 (linear discriminants on
+#: morphology and RR features). Mondejar-Guerra et al., Biomed. Signal Process. Control 47,
+#: 2019 (ensemble of SVMs): accuracy and jk index as listed in the authors' repository README
+#: (github.com/mondejar/ecg-classification, "Comparison with state-of-the-art").
 QUOTED: dict[str, dict[str, float]] = {
     "de Chazal et al. 2004 (LD, morphology + RR) [quoted]": {
         "SVEB Se": 75.9, "SVEB +P": 38.5, "VEB Se": 77.7, "VEB +P": 81.9},
+    "Mondejar-Guerra et al. 2019 (SVM ensemble) [quoted]": {
+        "accuracy": 94.5, "jk_index": 77.3},
 }
 #: The goal of the course's multimodal model (ahead of de Chazal 2004 on all four numbers).
 GOAL: dict[str, float] = {"SVEB Se": 76.0, "SVEB +P": 39.0, "VEB Se": 78.0, "VEB +P": 82.0}
@@ -287,7 +293,8 @@ def score(y_true: np.ndarray, y_pred: np.ndarray, f_as_veb_exception: bool = Tru
     The indices are those of Mondejar-Guerra et al., "Heartbeat classification fusing temporal
     and morphological information of ECGs via ensemble of classifiers", Biomedical Signal
     Processing and Control 47 (2019), as implemented in the authors' code
-    (github.com/mondejar/ecg-classification, ``python/evaluation_AAMI.py``):
+    (github.com/mondejar/ecg-classification, ``python/evaluation_AAMI.py``; the README there
+    credits the index to Mar et al., IEEE TBME 58(8), 2011):
     ``j_index = Se_SVEB + Se_VEB + +P_SVEB + +P_VEB`` (0..4) and
     ``jk_index = 0.5 * kappa + 0.125 * j_index`` (0..1, weights w1 = 0.5, w2 = 0.125).
     """
@@ -398,3 +405,58 @@ def table(results: dict[str, dict], intervals: dict[str, dict] | None = None,
         for name, q in QUOTED.items():
             rows[name] = {c: (f"{q[c]:.{digits}f}" if c in q else "") for c in cols}
     return pd.DataFrame(rows).T[list(cols)]
+
+
+# --------------------------------------------------------------------------------------------
+# Baselines: the interpretable tree and 1-nearest-neighbour on the textbook beat features
+# --------------------------------------------------------------------------------------------
+def baseline_features(beats: AamiBeats) -> np.ndarray:
+    """:data:`utils.baseline.FEATURE_NAMES` of every beat (RR intervals, QRS width, wave
+    amplitudes), with the RR intervals of :mod:`utils.rhythm` (edges filled)."""
+    from .baseline import beat_features
+
+    return beat_features(beats.millivolts(), beats.rr_prev, beats.rr_next)
+
+
+def holdout_records_split(beats: AamiBeats, test_size: float = 0.2, seed: int = config.SEED
+                          ) -> tuple[np.ndarray, np.ndarray]:
+    """The intra-patient (leaky) split of the AAMI beats of DS1 + DS2: beats drawn at random,
+    stratified by class, so every patient is on both sides. Returns (train, test) indices."""
+    from sklearn.model_selection import train_test_split
+
+    idx = np.flatnonzero(np.isin(beats.record, DS1 + DS2))
+    train, test = train_test_split(idx, test_size=test_size, stratify=beats.y[idx],
+                                   random_state=seed)
+    return np.sort(train), np.sort(test)
+
+
+def fit_predict_baseline(kind: str, features: np.ndarray, y: np.ndarray, train: np.ndarray,
+                         test: np.ndarray, cap_per_class: int = 10000,
+                         seed: int = config.SEED) -> np.ndarray:
+    """Fit a baseline on ``features[train]`` and predict ``features[test]`` (AAMI labels).
+
+    ``kind='tree'``: the depth-4 class-balanced decision tree of :func:`utils.baseline.
+    fit_baseline`; ``kind='1nn'``: scikit-learn's 1-nearest-neighbour classifier on the
+    standardised features (median-imputed), with at most ``cap_per_class`` training beats per
+    class (fixed seed) to keep it fast. Q beats are not trained on.
+    """
+    from sklearn.impute import SimpleImputer
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from .baseline import fit_baseline
+    from .data import subsample_majority
+
+    train = np.asarray(train)
+    train = train[y[train] < _LABEL["Q"]]
+    if kind == "tree":
+        model = fit_baseline(features[train], y[train], kind="tree", seed=seed)
+    elif kind == "1nn":
+        train = subsample_majority(y, train, cap_per_class, seed=seed)
+        model = make_pipeline(SimpleImputer(strategy="median"), StandardScaler(),
+                              KNeighborsClassifier(n_neighbors=1))
+        model.fit(features[train], y[train])
+    else:
+        raise ValueError(f"kind must be 'tree' or '1nn', got {kind!r}")
+    return np.asarray(model.predict(features[test]), dtype=np.int64)

@@ -142,6 +142,7 @@ class MultimodalSpec:
     epochs: int = 12
     batch_size: int = 128
     learning_rate: float = 3e-3
+    class_weight_power: float = 0.5
     patience: int = 3
     max_minutes: float = 6.0
     n_val_records: int = 4
@@ -177,6 +178,17 @@ def validation_records(beats: AamiBeats, records: Sequence[str] = DS1, n_val: in
         if np.all(share >= min_share) and np.all(share <= 0.5):
             return val
     raise RuntimeError("no validation records with enough SVEB and VEB beats found")
+
+
+def patient_folds(records: Sequence[str] = DS1, k: int = 5, seed: int = config.SEED
+                  ) -> list[tuple[str, ...]]:
+    """``k`` disjoint groups of ``records`` (a seeded random permutation dealt round-robin),
+    for patient-wise cross-validation: every record is in exactly one fold."""
+    records = tuple(records)
+    if not 2 <= k <= len(records):
+        raise ValueError(f"k must be in [2, {len(records)}], got {k}")
+    perm = np.random.default_rng(seed).permutation(len(records))
+    return [tuple(sorted(records[i] for i in perm[f::k])) for f in range(k)]
 
 
 def _cap(y: np.ndarray, idx: np.ndarray, cap: int, seed: int) -> np.ndarray:
@@ -216,7 +228,7 @@ def train_on_records(beats: AamiBeats, train_records: Sequence[str],
         _cap(beats.y, tr_all, spec.cap_per_class, spec.seed))
     model = build_multimodal(spec.modalities, **spec.kwargs)
     fit_rhythm_norm(model, beats.rr[tr])
-    weights = class_weights(beats.y[tr])
+    weights = class_weights(beats.y[tr], power=spec.class_weight_power)
     model.compile(optimizer=keras.optimizers.Adam(spec.learning_rate),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     x_tr = model_inputs(model, beats.X[tr], beats.rr[tr])
@@ -233,7 +245,7 @@ def train_on_records(beats: AamiBeats, train_records: Sequence[str],
                      callbacks=callbacks, shuffle=True, verbose=verbose)
     seconds = time.perf_counter() - start
     shift = prior_shift(beats.y[tr_all], beats.y[tr], weights, n_classes=k)
-    lam = calibrate_prior(model, x_val, beats.y[val], shift)
+    lam = calibrate_prior(model, x_val, beats.y[val], shift, metric=_jk_index)
     val_pred = np.asarray(model.predict(x_val, batch_size=1024, verbose=0)).argmax(1)
     info = {
         "train_records": list(train_records), "val_records": list(val_records),
@@ -244,6 +256,14 @@ def train_on_records(beats: AamiBeats, train_records: Sequence[str],
         "val": _compact(score(beats.y[val], val_pred)),
     }
     return model, info
+
+
+def _jk_index(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """The benchmark's jk index (:func:`utils.aami.score`): the prior correction of the
+    multimodal models is chosen by it on the validation records (DS1)."""
+    from .aami import score
+
+    return score(y_true, y_pred)["jk_index"]
 
 
 def _compact(result: dict) -> dict:

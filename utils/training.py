@@ -85,9 +85,11 @@ def prior_shift(y_full: np.ndarray, y_trained: np.ndarray, weights: dict[int, fl
 
 
 def calibrate_prior(model, X_val: np.ndarray, y_val: np.ndarray, shift: np.ndarray,
-                    grid: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)) -> float:
+                    grid: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0),
+                    metric=None) -> float:
     """Add ``lam * shift`` to the bias of the ``logits`` layer, ``lam`` chosen on the
-    validation beats (true class mix) by macro-F1, ties to the smaller correction.
+    validation beats (true class mix) by macro-F1 - or by ``metric(y_true, y_pred)`` (higher
+    is better, NaN counts as worst) - ties to the smaller correction.
 
     The test beats are never used. Gradients (hence every explanation) are unchanged; only
     the class scores move by a constant. Returns the chosen ``lam``.
@@ -95,9 +97,13 @@ def calibrate_prior(model, X_val: np.ndarray, y_val: np.ndarray, shift: np.ndarr
     from .evaluation import evaluate_predictions
     from .models import logits_model
 
+    if metric is None:
+        def metric(y_true, y_pred):
+            return evaluate_predictions(y_true, y_pred)["macro_f1"]
     logits = logits_model(model).predict(X_val, batch_size=1024, verbose=0)
-    scores = [evaluate_predictions(y_val, (logits + lam * shift).argmax(1))["macro_f1"]
-              for lam in grid]
+    scores = np.array([metric(y_val, (logits + lam * shift).argmax(1)) for lam in grid],
+                      dtype=float)
+    scores = np.nan_to_num(scores, nan=-np.inf)
     lam = grid[int(np.argmax(np.round(scores, 4)))]
     dense = model.get_layer("logits")
     kernel, bias = dense.get_weights()
