@@ -164,7 +164,7 @@ def test_load_aami_beats_adds_the_other_symbols(mitdb_dir, beats):
 def test_baselines_on_toy_features():
     rng = np.random.default_rng(0)
     y = np.repeat(np.arange(4), 50)
-    feats = rng.normal(size=(200, 3)) + y[:, None] * 3.0  # well separated classes
+    feats = rng.normal(size=(200, 3)) + y[:, None] * 8.0  # well separated classes
     feats[0, 0] = np.nan  # imputed
     train, test = np.arange(0, 200, 2), np.arange(1, 200, 2)
     for kind in ("tree", "1nn"):

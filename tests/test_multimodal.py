@@ -127,3 +127,28 @@ def test_patient_folds_partition_records():
     assert folds == mm.patient_folds(aami.DS1, k=5)  # seeded
     with pytest.raises(ValueError):
         mm.patient_folds(aami.DS1, k=1)
+
+
+def test_train_named_scores_ds2_once_and_saves(monkeypatch, tmp_path):
+    """The `make models` path on toy beats: DS1 records train, DS2 records are only scored."""
+    toy = _toy_beats(n_per=40)
+    recs = np.array(list(aami.DS1[:6]) + ["100", "232"])
+    toy = aami.AamiBeats(X=np.concatenate([toy.X, toy.X[:80]]),
+                         y=np.concatenate([toy.y, toy.y[:80]]),
+                         symbol=np.concatenate([toy.symbol, toy.symbol[:80]]),
+                         record=np.repeat(recs, 40), sample=np.tile(np.arange(40), 8),
+                         rr=np.concatenate([toy.rr, toy.rr[:80]]),
+                         mean=np.zeros((320, 2)), std=np.ones((320, 2)))
+    spec = dataclasses.replace(mm.MultimodalSpec(), kwargs=TINY, epochs=1, cap_per_class=20,
+                               n_val_records=2, max_minutes=1)
+    monkeypatch.setitem(mm.SPECS, "tiny_mm", spec)
+    monkeypatch.setattr(config, "MODELS_DIR", tmp_path)
+    cfg = mm.train_named("tiny_mm", beats=toy, verbose=0)
+    assert not set(cfg["train_records"]) & set(aami.DS2)
+    assert not set(cfg["val_records"]) & set(aami.DS2)
+    test = cfg["test_ds2"]
+    assert 0 <= test["accuracy"] <= 1 and sum(map(sum, test["confusion"])) == 80
+    lo, hi = test["bootstrap_95"]["accuracy"]
+    assert lo <= test["accuracy"] <= hi or lo == hi
+    model = mm.load_named("tiny_mm")
+    assert model.get_layer("logits") is not None

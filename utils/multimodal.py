@@ -335,8 +335,8 @@ def train_named(name: str, beats: AamiBeats | None = None, verbose: int = 2) -> 
     res = score(test.y, pred)
     ci = bootstrap(test.y, pred, test.record)
     extra = {"name": name, "test_ds2": {**_compact(res), "confusion": res["confusion"],
-                                         "bootstrap_95": {k: [round(a, 4), round(b, 4)]
-                                                          for k, (a, b) in ci.items()
+                                         "bootstrap_95": {k: [round(v[0], 4), round(v[1], 4)]
+                                                          for k, v in ci.items()
                                                           if k != "n_boot"}}}
     save(model, config.MODELS_DIR / name, spec, info, extra)
     return json.loads((config.MODELS_DIR / name / "config.json").read_text())
