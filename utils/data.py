@@ -407,7 +407,8 @@ def rr_intervals(ann_samples: np.ndarray, ann_symbols: np.ndarray, fs: int
 
 
 def extract_beats(record: Record, window: int = config.WINDOW,
-                  r_offset: int = config.R_OFFSET) -> dict:
+                  r_offset: int = config.R_OFFSET,
+                  symbols: Sequence[str] = config.CLASSES) -> dict:
     """Cut a fixed window around every annotated beat of the course classes in ``record``.
 
     ``record`` is used at its own rate; :func:`load_beats` decimates it to ``config.BEAT_FS``.
@@ -415,12 +416,16 @@ def extract_beats(record: Record, window: int = config.WINDOW,
     The window is ``[R - r_offset, R - r_offset + window)``. Beats whose window would leave the
     record are dropped and counted in ``dropped_edge``; other annotation symbols are counted in
     ``other_symbols``. Returns raw (mV) beats; normalisation is done by the caller.
+
+    ``symbols`` are the annotation symbols to keep (default: the 8 course classes); ``y``
+    indexes into it. :mod:`utils.aami` passes the AAMI symbols outside the course classes.
     """
     if not 0 <= r_offset < window:
         raise ValueError(f"r_offset must be in [0, window), got {r_offset} for window {window}")
+    keep_symbols = tuple(symbols)
     symbols, samples = record.ann_symbols, record.ann_samples
     rr_prev, rr_next = rr_intervals(samples, symbols, record.fs)
-    is_class = np.isin(symbols, config.CLASSES)
+    is_class = np.isin(symbols, keep_symbols)
     other = Counter(symbols[~is_class].tolist())
     start = samples - r_offset
     inside = (start >= 0) & (start + window <= len(record.signal))
@@ -428,9 +433,9 @@ def extract_beats(record: Record, window: int = config.WINDOW,
     dropped = Counter(symbols[is_class & ~inside].tolist())
     annotated = Counter(symbols[is_class].tolist())
     idx = start[keep][:, None] + np.arange(window)[None, :]
-    class_index = {c: i for i, c in enumerate(config.CLASSES)}
+    class_index = {c: i for i, c in enumerate(keep_symbols)}
     return {
-        "beats": record.signal[idx],
+        "beats": record.signal[idx].reshape(-1, window, record.signal.shape[1]),
         "y": np.array([class_index[s] for s in symbols[keep]], dtype=np.int64),
         "sample": samples[keep],
         "rr_prev": rr_prev[keep].astype(np.float32),

@@ -67,6 +67,21 @@ class TemporalAttention(layers.Layer):
                 "return_attention": self.return_attention}
 
 
+def fcn_blocks(x, filters: tuple[int, ...] = (32, 32, 64), kernels: tuple[int, ...] = (9, 9, 9),
+               dilations: tuple[int, ...] = (1, 4, 16)):
+    """The convolutional branch of :func:`build_fcn` applied to the tensor ``x``:
+    [Conv1D-BN-ReLU] per entry (layers ``conv1``, ``conv2``, ..., the last one ``conv_last``)
+    and global average pooling (``gap``). Shared with :mod:`utils.multimodal`."""
+    if not len(filters) == len(kernels) == len(dilations):
+        raise ValueError("filters, kernels and dilations must have the same length")
+    for i, (f, k, d) in enumerate(zip(filters, kernels, dilations)):
+        name = "conv_last" if i == len(filters) - 1 else f"conv{i + 1}"
+        x = layers.Conv1D(f, k, padding="same", dilation_rate=d, name=f"{name}_conv")(x)
+        x = layers.BatchNormalization(name=f"{name}_bn")(x)
+        x = layers.Activation("relu", name=name)(x)
+    return layers.GlobalAveragePooling1D(name="gap")(x)
+
+
 def build_fcn(filters: tuple[int, ...] = (32, 32, 64), kernels: tuple[int, ...] = (9, 9, 9),
               dilations: tuple[int, ...] = (1, 4, 16),
               input_shape: tuple[int, int] = INPUT_SHAPE, n_classes: int = N_CLASSES
@@ -81,16 +96,8 @@ def build_fcn(filters: tuple[int, ...] = (32, 32, 64), kernels: tuple[int, ...] 
     samples) the network cannot relate the beat to its neighbours (RR interval, prematurity);
     the dilations widen the receptive field to 169 samples (0.94 s) at the same cost.
     """
-    if not len(filters) == len(kernels) == len(dilations):
-        raise ValueError("filters, kernels and dilations must have the same length")
     inputs = keras.Input(input_shape, name="beat")
-    x = inputs
-    for i, (f, k, d) in enumerate(zip(filters, kernels, dilations)):
-        name = "conv_last" if i == len(filters) - 1 else f"conv{i + 1}"
-        x = layers.Conv1D(f, k, padding="same", dilation_rate=d, name=f"{name}_conv")(x)
-        x = layers.BatchNormalization(name=f"{name}_bn")(x)
-        x = layers.Activation("relu", name=name)(x)
-    x = layers.GlobalAveragePooling1D(name="gap")(x)
+    x = fcn_blocks(inputs, filters, kernels, dilations)
     logits = layers.Dense(n_classes, name=LOGITS_LAYER)(x)
     probs = layers.Activation("softmax", name="probs")(logits)
     return keras.Model(inputs, probs, name="fcn")

@@ -1,5 +1,8 @@
 """Training, saving and loading the course models (``make models`` runs :func:`main`).
 
+The AAMI models of :mod:`utils.multimodal` (``multimodal_ds1``, ``morphology_ds1``,
+``rhythm_ds1``) are registered here too and trained by the same command.
+
 Each model lives in ``data/models/<name>/`` (committed): ``model.weights.h5``, ``history.json``
 (loss/accuracy per epoch) and ``config.json`` (the spec it was trained with, the beat-extraction
 settings, the metrics on its test split and the training time). :func:`load_trained` refuses
@@ -63,16 +66,17 @@ def class_weights(y: np.ndarray, power: float = 0.5) -> dict[int, float]:
     return {int(i): float(w[i]) for i in np.flatnonzero(present)}
 
 
-def prior_shift(y_full: np.ndarray, y_trained: np.ndarray, weights: dict[int, float]
-                ) -> np.ndarray:
+def prior_shift(y_full: np.ndarray, y_trained: np.ndarray, weights: dict[int, float],
+                n_classes: int = len(config.CLASSES)) -> np.ndarray:
     """Per-class log-ratio between the true class prior and the effective training prior.
 
     Training on a subsampled, class-weighted set teaches the model the prior
     ``n_c * w_c`` instead of the true one; adding ``log(pi_true / pi_train)`` to the logits
     undoes that (Saerens et al. 2002, "Adjusting the outputs of a classifier to new a priori
-    probabilities"). Classes absent from training get 0.
+    probabilities"). Classes absent from training get 0. ``n_classes``: length of the
+    result (the model's number of outputs; 8 course classes by default).
     """
-    k = len(config.CLASSES)
+    k = n_classes
     true = np.bincount(y_full, minlength=k).astype(float)
     eff = np.bincount(y_trained, minlength=k) * np.array([weights.get(i, 0.0) for i in range(k)])
     shift = np.zeros(k)
@@ -82,18 +86,24 @@ def prior_shift(y_full: np.ndarray, y_trained: np.ndarray, weights: dict[int, fl
 
 
 def calibrate_prior(model, X_val: np.ndarray, y_val: np.ndarray, shift: np.ndarray,
-                    grid: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)) -> float:
+                    grid: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0),
+                    metric=None) -> float:
     """Add ``lam * shift`` to the bias of the ``logits`` layer, ``lam`` chosen on the
-    validation beats (true class mix) by macro-F1, ties to the smaller correction.
+    validation beats (true class mix) by macro-F1 - or by ``metric(y_true, y_pred)`` (higher
+    is better, NaN counts as worst) - ties to the smaller correction.
 
     The test beats are never used. Gradients (hence every explanation) are unchanged; only
     the class scores move by a constant. Returns the chosen ``lam``.
     """
     from .evaluation import evaluate_predictions
 
+    if metric is None:
+        def metric(y_true, y_pred):
+            return evaluate_predictions(y_true, y_pred)["macro_f1"]
     logits = predict_scores(model, X_val, "logits")
-    scores = [evaluate_predictions(y_val, (logits + lam * shift).argmax(1))["macro_f1"]
-              for lam in grid]
+    scores = np.array([metric(y_val, (logits + lam * shift).argmax(1)) for lam in grid],
+                      dtype=float)
+    scores = np.nan_to_num(scores, nan=-np.inf)
     lam = grid[int(np.argmax(np.round(scores, 4)))]
     dense = model.get_layer(LOGITS_LAYER)
     kernel, bias = dense.get_weights()
@@ -119,10 +129,27 @@ def _beat_settings() -> dict:
             "classes": list(config.CLASSES), "fs": config.BEAT_FS}
 
 
+def _multimodal_specs() -> dict:
+    from .multimodal import SPECS
+
+    return SPECS
+
+
+def all_names() -> list[str]:
+    """Every model ``make models`` trains: the 8-class models of :data:`MODEL_SPECS` and the
+    AAMI models of :data:`utils.multimodal.SPECS` (trained on DS1)."""
+    return list(MODEL_SPECS) + list(_multimodal_specs())
+
+
 def build(name: str):
     """An untrained model of spec ``name``."""
     from .models import BUILDERS
 
+    if name in _multimodal_specs():
+        from .multimodal import build_multimodal
+
+        mspec = _multimodal_specs()[name]
+        return build_multimodal(mspec.modalities, **mspec.kwargs)
     spec = _spec(name)
     return BUILDERS[spec.builder](**spec.kwargs)
 
@@ -308,6 +335,12 @@ def load_trained(name: str, retrain: bool = False, data: BeatData | None = None)
     :class:`ModelFileError` (a ``ValueError``) when a file is damaged or the weights are not
     the ones the config was written for (SHA-256 check).
     """
+    if name in _multimodal_specs():
+        from .multimodal import load_named, train_named
+
+        if retrain:
+            train_named(name)
+        return load_named(name)
     if retrain:
         train(name, data=data)
     cfg = read_config(name)
@@ -329,12 +362,24 @@ def load_trained(name: str, retrain: bool = False, data: BeatData | None = None)
 def main(argv: list[str] | None = None) -> None:
     """Command line: ``python -m utils.training [names...]`` (default: all models)."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("names", nargs="*", default=list(MODEL_SPECS),
-                        help=f"models to train (default all: {', '.join(MODEL_SPECS)})")
+    parser.add_argument("names", nargs="*", default=all_names(),
+                        help=f"models to train (default all: {', '.join(all_names())})")
     args = parser.parse_args(argv)
+    unknown = [n for n in args.names if n not in all_names()]
+    if unknown:
+        parser.error(f"unknown model(s) {unknown}; known: {', '.join(all_names())}")
     data = load_beats()
     for name in args.names:
         print(f"== training {name}", flush=True)
+        if name in _multimodal_specs():
+            from .multimodal import train_named
+
+            cfg = train_named(name)
+            test = cfg["test_ds2"]
+            print(f"== {name}: {cfg['epochs_run']} epochs, {cfg['train_seconds']} s, DS2 (AAMI) "
+                  f"SVEB Se {test['SVEB Se']} +P {test['SVEB +P']}, VEB Se {test['VEB Se']} "
+                  f"+P {test['VEB +P']}", flush=True)
+            continue
         cfg = train(name, data=data)
         test = cfg["test"]
         summary = {k: test[k] for k in ("accuracy", "macro_f1") if k in test} or test
