@@ -98,6 +98,13 @@ def test_train_on_records_save_load(tmp_path):
     other = dataclasses.replace(spec, epochs=3)
     with pytest.raises(ValueError, match="other settings"):
         mm.load(tmp_path / "fold0", other)
+    # the weights are verified against the SHA-256 in config.json, as for every course model
+    weights = tmp_path / "fold0" / "model.weights.h5"
+    raw = bytearray(weights.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    weights.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="does not match the SHA-256"):
+        mm.load(tmp_path / "fold0", spec)
 
 
 def test_validation_records_come_from_training_records():

@@ -283,9 +283,12 @@ def save(model, folder: Path, spec: MultimodalSpec, info: dict, extra: dict | No
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     model.save_weights(folder / "model.weights.h5")
+    from .data import sha256_file
+
     (folder / "history.json").write_text(json.dumps(info["history"], indent=1))
     cfg = {"spec": json.loads(json.dumps(asdict(spec))), "beats": _beat_settings(),
            **{k: v for k, v in info.items() if k != "history"}, **(extra or {}),
+           "weights_sha256": sha256_file(folder / "model.weights.h5"),
            "environment": {"tensorflow": tf.__version__, "keras": keras.__version__,
                            "python": platform.python_version(), "cpus": os.cpu_count()}}
     (folder / "config.json").write_text(json.dumps(cfg, indent=1))
@@ -303,6 +306,9 @@ def load(folder: Path, spec: MultimodalSpec | None = None):
                              or cfg["beats"] != _beat_settings()):
         raise ValueError(f"Model in {folder} was trained with other settings than the code; "
                          "run `make models` to retrain it.")
+    from .training import verify_weights
+
+    verify_weights(folder, cfg)  # SHA-256 of the weights, as for every course model
     saved = cfg["spec"]
     model = build_multimodal(tuple(saved["modalities"]), **_kwargs(saved["kwargs"]))
     model.load_weights(folder / "model.weights.h5")

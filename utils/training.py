@@ -267,8 +267,8 @@ class ModelFileError(ValueError):
     """A saved model file is missing, empty, truncated or altered (message: file, cause, fix)."""
 
 
-def _restore_hint(name: str) -> str:
-    folder = model_dir(name)
+def _restore_hint(name: str | Path) -> str:
+    folder = Path(name) if isinstance(name, Path) else model_dir(name)
     try:
         shown = folder.relative_to(config.ROOT)
     except ValueError:
@@ -299,16 +299,20 @@ def read_history(name: str) -> dict[str, list[float]]:
     return json.loads((model_dir(name) / "history.json").read_text())
 
 
-def verify_weights(name: str, cfg: dict | None = None) -> Path:
-    """Check ``model.weights.h5`` of ``name`` against the SHA-256 in its ``config.json``.
+def verify_weights(name: str | Path, cfg: dict | None = None) -> Path:
+    """Check ``model.weights.h5`` of ``name`` (a course model name, or a model folder such as a
+    multimodal fold) against the SHA-256 in its ``config.json``.
 
     Raises :class:`ModelFileError` naming the file, the cause (missing, empty, other bytes
     than recorded: truncated, bit errors, or another model's weights copied over it) and the
     fix. Returns the weights path.
     """
-    cfg = read_config(name) if cfg is None else cfg
-    weights = model_dir(name) / "model.weights.h5"
-    config_path = model_dir(name) / "config.json"
+    folder = Path(name) if isinstance(name, Path) else model_dir(name)
+    if cfg is None:
+        cfg = read_config(name) if not isinstance(name, Path) else json.loads(
+            (folder / "config.json").read_text())
+    weights = folder / "model.weights.h5"
+    config_path = folder / "config.json"
     if not weights.is_file():
         raise ModelFileError(f"{weights} is missing. {_restore_hint(name)}")
     expected = cfg.get("weights_sha256")
