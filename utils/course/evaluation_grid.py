@@ -29,7 +29,7 @@ import numpy as np
 from .. import config
 
 #: Beats per record and records per class of the evaluation sample.
-PER_RECORD, MAX_RECORDS = 1, 2
+PER_RECORD, MAX_RECORDS = 1, 1
 #: Models evaluated, per split (the attention model exists for the holdout split only).
 MODELS: dict[str, dict[str, str]] = {
     "holdout": {"CNN": "cnn_holdout", "LSTM": "lstm_holdout", "LSTM + attention": "attention_holdout"},
@@ -40,7 +40,7 @@ LIME_SAMPLES, SHAP_SAMPLES, GRADSHAP_SAMPLES = 100, 64, 16
 #: Integrated Gradients: Gauss-Legendre steps tried in turn, completeness tolerance.
 IG_STEPS, IG_TOLERANCE = (32, 128, 512), 0.03
 #: Metric settings (utils.evaluate.evaluate_methods).
-N_RANDOM, SENSITIVITY_DRAWS, RADIUS, SEEDS = 3, 2, 0.05, (1, 2)
+N_RANDOM, SENSITIVITY_DRAWS, RADIUS, SEEDS = 2, 2, 0.05, (1, 2)
 #: Wave windows whose "P wave" is not a P wave (ventricular and paced beats).
 NO_P_WAVE = ("V", "/", "f")
 WAVES = ("P wave", "QRS", "ST-T", "pacing spike")
@@ -113,7 +113,7 @@ def explainers_for(model_name: str, background: np.ndarray, cheap_only: bool = F
     from ..cam import class_activation_map
     from ..gradcam import grad_cam
     from ..lime_shap import gradient_shap, kernel_shap_segments, lime_segments
-    from ..lrp import lrp
+    from ..lrp import gradient_x_input, lrp
 
     cnn = model_name.startswith("cnn")
     out: dict[str, Callable] = {}
@@ -129,6 +129,7 @@ def explainers_for(model_name: str, background: np.ndarray, cheap_only: bool = F
         out["IG"] = checked_ig
     if cnn:
         out["LRP"] = functools.partial(lrp, rule="epsilon")
+    out["gradient x input"] = gradient_x_input
     if model_name.startswith("attention"):
         out["attention"] = attention_readout
     return out
@@ -150,8 +151,10 @@ def evaluate_model(model, X, targets, y, explainers: Mapping[str, Callable]):
     return tidy, {name: r.first for name, r in rec.items()}
 
 
-def run_grid(data=None, models: Mapping[str, Mapping[str, str]] = MODELS, log=print):
-    """The full grid: ``(metrics, per_class, agreement)`` tidy DataFrames (see module doc)."""
+def run_grid(data=None, models: Mapping[str, Mapping[str, str]] = MODELS, log=print,
+             cheap_only: bool = False):
+    """The grid: ``(metrics, per_class, agreement)`` tidy DataFrames (see module doc);
+    ``cheap_only``: the single-pass methods only (what week 4 runs live)."""
     import pandas as pd
 
     from .. import evaluate as ev
@@ -172,10 +175,10 @@ def run_grid(data=None, models: Mapping[str, Mapping[str, str]] = MODELS, log=pr
         X, y = data.X[idx], data.y[idx]
         log(f"{split_name}: {len(idx)} beats\n{pick}")
         for label, name in names.items():
-            start = time.time()
             model = load_trained(name, data=data)
             pred = predict_scores(model, X, "probs").argmax(axis=1)
-            tidy, maps = evaluate_model(model, X, pred, y, explainers_for(name, background))
+            tidy, maps = evaluate_model(model, X, pred, y,
+                                         explainers_for(name, background, cheap_only))
             if "IG" in maps:
                 extras = maps["IG"].extras
                 tidy = pd.concat([tidy, pd.DataFrame([
@@ -187,10 +190,12 @@ def run_grid(data=None, models: Mapping[str, Mapping[str, str]] = MODELS, log=pr
             for method, exp in maps.items():
                 table = ev.wave_mass_table(exp, y, beat_windows(y)).reset_index()
                 per_class.append(table.assign(split=split_name, model=label, method=method))
+            if len(maps) < 2:
+                continue
             ma = ev.method_agreement(maps).groupby(["method_a", "method_b"], sort=False)[
                 ["spearman", "top_segment"]].agg({"spearman": "median", "top_segment": "mean"})
             agree.append(ma.reset_index().assign(split=split_name, model=label))
-            log(f"  {label} ({name}): {time.time() - start:.0f} s")
+            log(f"  {label} ({name}): {len(maps)} methods")
     return (pd.concat(metrics, ignore_index=True), pd.concat(per_class, ignore_index=True),
             pd.concat(agree, ignore_index=True))
 
