@@ -274,6 +274,10 @@ def test_fold_modality_analysis_tables(toy_folds):
     assert (res.shares["n"] > 0).all()
     assert set(res.pfi["modality"]) == set(MODALITIES)
     assert len(res.metrics) == 3 and res.seconds["total"] > 0
+    assert (res.samples["beats"] <= res.samples["beats_available"]).all()
+    assert set(res.samples["class"]) == set(mf.CLASSES)
+    explained = b[b.method == "lrp"].groupby(["fold", "outcome"]).size()
+    assert (res.samples.groupby(["fold", "outcome"])["beats"].sum() == explained).all()
     summary = res.summary()
     assert {"W correct", "W incorrect", "W correct, matched n", "p_perm correct"} <= set(
         summary.columns)

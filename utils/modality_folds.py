@@ -259,14 +259,17 @@ class FoldAnalysis:
     """Result of :func:`fold_modality_analysis` (all tables tidy pandas DataFrames).
 
     ``beats``: one row per explained beat and method (fold, record, sample, class, pred,
-    correct, method, one column per modality). ``shares``: per method, outcome ("correct" /
+    outcome, method, one column per modality, ``relative_gap``: the LRP conservation gap or
+    the IG completeness gap relative to the explained logit / its change from the baseline). ``shares``: per method, outcome ("correct" /
     "incorrect"), fold and class the mean shares and ``n``. ``spread``: their spread over folds
     (:func:`utils.modality.fold_spread`). ``concordance``: Kendall's W per method, outcome and
     class (:func:`consistency`); ``matched``: the same for correct beats subsampled to the
     number of incorrect beats of each fold and class (so a difference in W is not just one of
     sample size), median over ``matched_draws`` draws. ``pfi``: recall drop per fold, class and
     modality. ``metrics``: AAMI test scores per fold (from the saved configs). ``samples``:
-    records and beats behind each fold's sample. ``seconds``: run time per step.
+    records and beats behind each fold's sample per outcome and class (and how many were
+    available). ``seconds``: wall-clock time per step and the process CPU time
+    (``cpu_total``; the machine may be shared).
     """
 
     beats: object
@@ -276,7 +279,7 @@ class FoldAnalysis:
     matched: object
     pfi: object
     metrics: object
-    samples: dict = field(default_factory=dict)
+    samples: object = None
     seconds: dict = field(default_factory=dict)
 
     def summary(self):
@@ -365,10 +368,10 @@ def explain_modalities(model, X: np.ndarray, rr: np.ndarray, targets, *,
 
 
 def fold_modality_analysis(names: Sequence[str] | None = None, beats=None, *,
-                           per_record_correct: int = 2, per_record_incorrect: int = 3,
+                           per_record_correct: int = 2, per_record_incorrect: int = 2,
                            methods: Sequence[str] = METHODS, lrp_rule: str = "epsilon",
-                           lrp_epsilon: float = 0.25, ig_steps: int = 32,
-                           pfi_per_record: int | None = 10, pfi_repeats: int = 2,
+                           lrp_epsilon: float = 0.25, ig_steps: int = 16,
+                           pfi_per_record: int | None = 5, pfi_repeats: int = 2,
                            matched_draws: int = 20, seed: int = config.SEED,
                            load_model: Callable | None = None) -> FoldAnalysis:
     """Modality importance of the fold models on their own test beats, and its consistency.
@@ -385,7 +388,7 @@ def fold_modality_analysis(names: Sequence[str] | None = None, beats=None, *,
     the incorrect ones. ``pfi_per_record`` (``None`` to skip): beats per record and class for
     the permutation importance per modality (all outcomes). ``load_model``: name -> model (tests).
 
-    With the defaults it explains about 400 beats in all and takes ~20-30 s on 2 cores.
+    With the defaults it explains about 350 beats per method in all (see ``samples``).
     """
     import pandas as pd
 
@@ -394,12 +397,13 @@ def fold_modality_analysis(names: Sequence[str] | None = None, beats=None, *,
     from .sampling import sample_by_record
 
     clock = {"load": 0.0, "explain": 0.0, "pfi": 0.0}
+    cpu0 = time.process_time()
     names = list(FOLDS) if names is None else list(names)
     load_model = load_named if load_model is None else load_model
     t0 = time.perf_counter()
     beats = beats if beats is not None else load_aami_beats(CV_RECORDS)
     clock["load"] += time.perf_counter() - t0
-    rows, pfi_rows, metrics, samples = [], [], [], {}
+    rows, pfi_rows, metrics, samples = [], [], [], []
     for fold, name in enumerate(names):
         t0 = time.perf_counter()
         cfg, test, pred = _fold_beats(name, beats)
@@ -411,7 +415,11 @@ def fold_modality_analysis(names: Sequence[str] | None = None, beats=None, *,
                                    mask=keep & (pred == test.y), seed=seed + fold)
         wrong = sample_by_record(test.y, test.record, per_record_incorrect,
                                  mask=keep & (pred != test.y), seed=seed + fold)
-        samples[name] = {"correct": correct, "incorrect": wrong}
+        for outcome_name, drawn, pool_mask in (
+                ("correct", correct, keep & (pred == test.y)),
+                ("incorrect", wrong, keep & (pred != test.y))):
+            samples.append(_sample_table(test, drawn.indices, pool_mask).assign(
+                fold=name, outcome=outcome_name))
         idx = np.concatenate([correct.indices, wrong.indices])
         outcome = np.array(["correct"] * len(correct) + ["incorrect"] * len(wrong))
         t0 = time.perf_counter()
@@ -419,8 +427,10 @@ def fold_modality_analysis(names: Sequence[str] | None = None, beats=None, *,
             shares = explain_modalities(model, test.X[idx], test.rr[idx], pred[idx],
                                         methods=methods, lrp_rule=lrp_rule,
                                         lrp_epsilon=lrp_epsilon, ig_steps=ig_steps)
-            for method, (table, _) in shares.items():
+            for method, (table, exp) in shares.items():
                 frame = table.copy()
+                ref = exp.extras["score"] if method == "lrp" else exp.extras["score_change"]
+                frame["relative_gap"] = np.abs(exp.delta) / np.maximum(np.abs(ref), 1e-6)
                 frame.insert(0, "fold", name)
                 frame.insert(1, "record", test.record[idx])
                 frame.insert(2, "sample", test.sample[idx])
@@ -442,9 +452,28 @@ def fold_modality_analysis(names: Sequence[str] | None = None, beats=None, *,
     per_beat = pd.concat(rows, ignore_index=True)
     shares, spread, conc, matched = _summaries(per_beat, matched_draws, seed)
     pfi = pd.concat(pfi_rows, ignore_index=True) if pfi_rows else pd.DataFrame()
-    clock["total"] = sum(clock.values())
+    samples = pd.concat(samples, ignore_index=True)
+    samples = samples[["fold", "outcome", *[c for c in samples.columns
+                                            if c not in ("fold", "outcome")]]]
+    clock["total"] = clock["load"] + clock["explain"] + clock["pfi"]
+    clock["cpu_total"] = time.process_time() - cpu0
     return FoldAnalysis(per_beat, shares, spread, conc, matched, pfi, pd.DataFrame(metrics),
                         samples, {k: round(v, 2) for k, v in clock.items()})
+
+
+def _sample_table(test, idx: np.ndarray, pool: np.ndarray):
+    """Records and beats behind a drawn sample, per AAMI class (and what was available)."""
+    import pandas as pd
+
+    rows = []
+    for c, cls in enumerate(CLASSES):
+        sel = idx[test.y[idx] == c]
+        avail = pool & (test.y == c)
+        rows.append({"class": cls, "beats": int(len(sel)),
+                     "records": int(len(np.unique(test.record[sel]))),
+                     "beats_available": int(avail.sum()),
+                     "records_available": int(len(np.unique(test.record[avail])))})
+    return pd.DataFrame(rows)
 
 
 def _class_tables(frame) -> dict:
