@@ -159,16 +159,19 @@ SPECS: dict[str, MultimodalSpec] = {
 
 
 def validation_records(beats: AamiBeats, records: Sequence[str] = DS1, n_val: int = 4,
-                       seed: int = config.SEED, min_share: float = 0.05) -> tuple[str, ...]:
+                       seed: int = config.SEED, min_share: float = 0.05,
+                       test_records: Sequence[str] = DS2) -> tuple[str, ...]:
     """``n_val`` records of ``records`` held out for early stopping and the prior correction.
 
     Drawn at random (fixed seed) until the held-out records hold at least ``min_share`` of the
     SVEB and of the VEB beats of ``records`` and at most half of either (so both parts can
-    learn and judge them). Only ``records`` are looked at - pass DS1, never DS2.
+    learn and judge them). Only ``records`` are looked at - pass DS1, never DS2 (or, for a
+    cross-validation fold, its training records; ``test_records`` = that fold's test part).
     """
     records = tuple(records)
-    if set(records) & set(DS2):
-        raise ValueError("validation records must come from the training records, not DS2")
+    if set(records) & set(test_records):
+        raise ValueError("validation records must come from the training records, not DS2 "
+                         "(or the fold's test records)")
     sub = beats.of_records(records)
     total = np.array([np.sum(sub.y == 1), np.sum(sub.y == 2)], dtype=float)
     rng = np.random.default_rng(seed)
@@ -190,6 +193,69 @@ def patient_folds(records: Sequence[str] = DS1, k: int = 5, seed: int = config.S
         raise ValueError(f"k must be in [2, {len(records)}], got {k}")
     perm = np.random.default_rng(seed).permutation(len(records))
     return [tuple(sorted(records[i] for i in perm[f::k])) for f in range(k)]
+
+
+# --------------------------------------------------------------------------------------------
+# Patient-wise cross-validation folds (issue 15: is modality importance consistent over folds?)
+# --------------------------------------------------------------------------------------------
+#: Records of the cross-validation: the 44 non-paced records (DS1 + DS2). DS2 is no longer a
+#: held-out benchmark here: every record is a test record of exactly one fold.
+CV_RECORDS: tuple[str, ...] = DS1 + DS2
+#: Number of folds.
+FOLD_K: int = 5
+#: The cheaper recipe of the fold models (about 3-4 minutes per fold on 2 shared cores):
+#: fewer beats per class, fewer epochs, a 3.5-minute cap checked after each epoch.
+FOLD_SPEC = MultimodalSpec(("beat", "rhythm"), cap_per_class=2500, epochs=8, patience=2,
+                           max_minutes=3.5)
+#: Committed fold models: name -> fold index (0-based) of :func:`cv_folds`.
+FOLDS: dict[str, int] = {f"multimodal_fold{i + 1}": i for i in range(FOLD_K)}
+SPECS.update(dict.fromkeys(FOLDS, FOLD_SPEC))
+
+
+def cv_folds(beats: AamiBeats | None = None, records: Sequence[str] = CV_RECORDS,
+             k: int = FOLD_K, seed: int = config.SEED) -> list[tuple[str, ...]]:
+    """``k`` disjoint test parts of ``records`` for patient-wise cross-validation.
+
+    Patients, not records, are dealt: the two records of one patient (201 and 202,
+    :data:`utils.clinical.SAME_PATIENT`) always share a fold. Without ``beats``: a seeded random
+    deal. With ``beats`` the deal is stratified on the rare classes, which sit in a few records
+    (SVEB: 232, 222, 209, 220; F: 208, 213): patients are taken in decreasing order of their
+    largest share of the SVEB, VEB or F beats, and each goes to the fold (among those not yet
+    full) where the sum over these classes of the squared fold share grows least (seeded random
+    ties), so no fold's training part loses (almost) all of a class. Only annotation counts are
+    used, never a model's results. Fold sizes differ by at most one patient.
+    """
+    from .clinical import SAME_PATIENT
+
+    records = tuple(records)
+    patients: dict[str, list[str]] = {}
+    for r in records:
+        patients.setdefault(SAME_PATIENT.get(r, r), []).append(r)
+    if not 2 <= k <= len(patients):
+        raise ValueError(f"k must be in [2, {len(patients)}], got {k}")
+    rng = np.random.default_rng(seed)
+    keys = list(patients)
+    folds: list[list[str]] = [[] for _ in range(k)]
+    if beats is None:
+        for i, j in enumerate(rng.permutation(len(keys))):
+            folds[i % k].extend(patients[keys[j]])
+        return [tuple(sorted(f)) for f in folds]
+    counts = np.array([[np.sum(np.isin(beats.record, patients[p]) & (beats.y == c))
+                        for c in (1, 2, 3)] for p in keys], dtype=float)
+    share = counts / np.maximum(counts.sum(axis=0), 1)
+    order = np.lexsort((rng.random(len(keys)), -share.max(axis=1)))
+    load = np.zeros((k, share.shape[1]))
+    n_patients = np.zeros(k, dtype=int)
+    small, n_big = divmod(len(keys), k)       # n_big folds get small + 1 patients
+    for i in order:
+        big_left = np.sum(n_patients > small) < n_big
+        open_ = np.flatnonzero((n_patients < small) | ((n_patients == small) & big_left))
+        cost = ((load[open_] + share[i]) ** 2).sum(axis=1) + 1e-9 * rng.random(len(open_))
+        f = open_[int(np.argmin(cost))]
+        folds[f].extend(patients[keys[i]])
+        load[f] += share[i]
+        n_patients[f] += 1
+    return [tuple(sorted(f)) for f in folds]
 
 
 def _cap(y: np.ndarray, idx: np.ndarray, cap: int, seed: int) -> np.ndarray:
@@ -332,6 +398,8 @@ def train_named(name: str, beats: AamiBeats | None = None, verbose: int = 2) -> 
     DS1), score it on DS2 once, and save it to ``data/models/<name>/``. Returns its config."""
     from .aami import bootstrap, load_aami_beats, score
 
+    if name in FOLDS:
+        return train_fold(name, beats, verbose=verbose)
     spec = SPECS[name]
     beats = beats if beats is not None else load_aami_beats()
     val = validation_records(beats, DS1, spec.n_val_records, spec.seed)
@@ -354,3 +422,63 @@ def load_named(name: str):
     if name not in SPECS:
         raise ValueError(f"Unknown multimodal model {name!r}; known: {', '.join(SPECS)}")
     return load(config.MODELS_DIR / name, SPECS[name])
+
+
+PREDICTIONS_FILE = "test_predictions.npz"
+
+
+def _with_same_patient(records: Sequence[str], pool: Sequence[str]) -> tuple[str, ...]:
+    """``records`` plus the other records of their patients that are in ``pool``."""
+    from .clinical import SAME_PATIENT
+
+    patient = {r: SAME_PATIENT.get(r, r) for r in pool}
+    chosen = {patient.get(r, SAME_PATIENT.get(r, r)) for r in records}
+    return tuple(sorted(set(records) | {r for r in pool if patient[r] in chosen}))
+
+
+def train_fold(name: str, beats: AamiBeats | None = None, verbose: int = 2) -> dict:
+    """Train the fold model ``name`` of :data:`FOLDS` and save it to ``data/models/<name>/``.
+
+    Test part: fold ``FOLDS[name]`` of :func:`cv_folds` (stratified by SVEB beats). The other
+    records train; the early-stopping / prior-correction records are drawn from them
+    (:func:`validation_records` with the fold's test part forbidden). The model is scored once
+    on its test part (``test_fold`` in ``config.json``: AAMI scores and confusion) and the
+    predicted label of every test beat is saved beside it (:data:`PREDICTIONS_FILE`: record,
+    sample, y, pred), so analyses need not re-run the model on all test beats. Returns the
+    config.
+    """
+    from .aami import load_aami_beats, score
+
+    spec = SPECS[name]
+    beats = beats if beats is not None else load_aami_beats(CV_RECORDS)
+    folds = cv_folds(beats, CV_RECORDS, FOLD_K, spec.seed)
+    test_records = folds[FOLDS[name]]
+    pool = tuple(r for r in CV_RECORDS if r not in test_records)
+    val = validation_records(beats, pool, spec.n_val_records, spec.seed,
+                             test_records=test_records)
+    val = _with_same_patient(val, pool)   # 201 and 202 never split between train and val
+    train = tuple(r for r in pool if r not in val)
+    model, info = train_on_records(beats, train, val, spec, verbose=verbose)
+    test = beats.of_records(test_records)
+    start = time.perf_counter()
+    pred = predict(model, test)
+    res = score(test.y, pred)
+    extra = {"name": name, "fold": FOLDS[name], "k": FOLD_K, "test_records": list(test_records),
+             "test_seconds": round(time.perf_counter() - start, 1),
+             "test_fold": {**_compact(res), "confusion": res["confusion"],
+                           "n": int(len(test))}}
+    folder = config.MODELS_DIR / name
+    save(model, folder, spec, info, extra)
+    np.savez_compressed(folder / PREDICTIONS_FILE, record=test.record.astype("<U3"),
+                        sample=test.sample.astype(np.int32), y=test.y.astype(np.int8),
+                        pred=pred.astype(np.int8))
+    return json.loads((folder / "config.json").read_text())
+
+
+def load_fold_predictions(name: str) -> dict[str, np.ndarray]:
+    """The saved test predictions of fold model ``name`` (record, sample, y, pred)."""
+    path = config.MODELS_DIR / name / PREDICTIONS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"No test predictions at {path}: run `make models`.")
+    with np.load(path) as npz:
+        return {k: npz[k] for k in ("record", "sample", "y", "pred")}

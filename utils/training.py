@@ -1,7 +1,8 @@
 """Training, saving and loading the course models (``make models`` runs :func:`main`).
 
 The AAMI models of :mod:`utils.multimodal` (``multimodal_ds1``, ``morphology_ds1``,
-``rhythm_ds1``) are registered here too and trained by the same command.
+``rhythm_ds1``, and the patient-wise cross-validation folds ``multimodal_fold1..5``) are
+registered here too and trained by the same command.
 
 Each model lives in ``data/models/<name>/`` (committed): ``model.weights.h5``, ``history.json``
 (loss/accuracy per epoch) and ``config.json`` (the spec it was trained with, the beat-extraction
@@ -379,8 +380,9 @@ def main(argv: list[str] | None = None) -> None:
             from .multimodal import train_named
 
             cfg = train_named(name)
-            test = cfg["test_ds2"]
-            print(f"== {name}: {cfg['epochs_run']} epochs, {cfg['train_seconds']} s, DS2 (AAMI) "
+            part = "DS2" if "test_ds2" in cfg else f"fold {cfg['fold'] + 1} test records"
+            test = cfg.get("test_ds2") or cfg["test_fold"]
+            print(f"== {name}: {cfg['epochs_run']} epochs, {cfg['train_seconds']} s, {part} (AAMI) "
                   f"SVEB Se {test['SVEB Se']} +P {test['SVEB +P']}, VEB Se {test['VEB Se']} "
                   f"+P {test['VEB +P']}", flush=True)
             continue
