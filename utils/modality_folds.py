@@ -588,7 +588,8 @@ def clinical_associations(record_shares, table=None, **options):
 
 
 def plot_clinical(record_shares, tests, table=None, modality: str = MODALITIES[2],
-                  title: str = "Multimodal fold models, LRP-epsilon"):
+                  title: str = "Multimodal fold models, LRP-epsilon, share per patient "
+                               "(correct N beats)"):
     """One figure of the clinical tests: (left) the effect size of every test (rows: age, sex,
     medication classes that were tested; columns: modalities) on the diverging map centred at
     zero with a colour bar, BH-corrected p-values written in the cells; (right) the per-patient
@@ -607,8 +608,8 @@ def plot_clinical(record_shares, tests, table=None, modality: str = MODALITIES[2
     for _, r in run.iterrows():
         i, j = variables.index(r["variable"]), list(MODALITIES).index(r["outcome"])
         grid[i, j], p_bh[i, j] = r["effect_size"], r["p_bh"]
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 0.45 * len(variables) + 2.2),
-                                  gridspec_kw={"width_ratios": [1.2, 1]})
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 0.45 * len(variables) + 2.4),
+                                  gridspec_kw={"width_ratios": [1.3, 1]}, layout="constrained")
     im = ax.imshow(grid, cmap=DIVERGING_CMAP, norm=TwoSlopeNorm(0.0, -1.0, 1.0), aspect="auto")
     for i in range(grid.shape[0]):
         for j in range(grid.shape[1]):
@@ -616,26 +617,27 @@ def plot_clinical(record_shares, tests, table=None, modality: str = MODALITIES[2
                 ax.text(j, i, f"p_BH={p_bh[i, j]:.2f}", ha="center", va="center",
                         fontsize=MIN_FONT_SIZE)
     ax.set_xticks(range(len(MODALITIES)), MODALITIES)
-    labels = [f"{v} (rho)" if v == "age" else (f"{v} (F vs M, r)" if v == "sex" else
-                                               f"{v} (with vs without, r)") for v in variables]
+    labels = [f"{v} (rho)" if v == "age" else (f"{v} (F vs M)" if v == "sex" else v)
+              for v in variables]
     ax.set_yticks(range(len(variables)), labels)
-    ax.set_title("Effect size (Spearman rho / rank-biserial r)")
-    fig.colorbar(im, ax=ax, label="effect size (-1 .. 1)")
+    ax.grid(False)
+    ax.set_title("age: Spearman rho; sex, medication (with vs without):\nrank-biserial r")
+    fig.colorbar(im, ax=ax, label="effect size", pad=0.02)
     # right: one point per patient
     shares = record_shares[list(MODALITIES)].copy()
     shares.index = shares.index.astype(str)
     patient = [SAME_PATIENT.get(r, r) for r in shares.index]
     per_patient = shares.groupby(patient).mean()
     info = table.loc[per_patient.index]
+    known = info["age"].notna().to_numpy()
     for sex, marker in (("F", "o"), ("M", "s")):
-        m = (info["sex"] == sex).to_numpy()
+        m = (info["sex"] == sex).to_numpy() & known
         ax2.scatter(info["age"][m].astype(float), per_patient[modality][m], marker=marker,
                     label=sex, alpha=0.8)
     ax2.set_xlabel("age (years)")
     ax2.set_ylabel(f"share of |relevance|: {modality}")
     ax2.set_ylim(0, max(1e-3, float(per_patient[modality].max()) * 1.1))
     ax2.legend(title="sex", loc="best")
-    ax2.set_title(f"{modality}, n = {len(per_patient)} patients")
-    fig.suptitle(title)
-    fig.tight_layout()
+    ax2.set_title(f"{modality} vs age\n({int(known.sum())} patients with known age)")
+    fig.suptitle(f"{title} ({len(per_patient)} patients)")
     return fig
