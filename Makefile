@@ -12,7 +12,7 @@ PYTEST_NB := --nbval --nbval-current-env --nbval-cell-timeout=900 \
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 export PYTHONHASHSEED ?= 0
 
-.PHONY: help install data lab instructor browser-test test unit notebooks models student grade bench clean \
+.PHONY: help install data lab instructor browser-test test unit notebooks models student grade bench clean evaluation \
         check-python check-venv sandbox sandbox-try
 
 help:  ## list the targets and the variables
@@ -91,6 +91,9 @@ notebooks: data  ## re-execute the notebooks in place (refresh the committed out
 
 models: data  ## train every course model and save it under data/models/ (about 1 h on 2 cores)
 	$(PY) -m utils.training
+
+evaluation: data  ## week 4's full explanation-evaluation grid, every method (long) -> data/evaluation/
+	$(PY) -m utils.course.evaluation_grid
 
 SUBMISSIONS ?= submissions
 JOBS ?= 1

@@ -4,17 +4,19 @@ The full grid - faithfulness (deletion/insertion with ROAD's noisy linear imputa
 fill, against random orders), stability (max-sensitivity, seed-to-seed, method-to-method) and
 plausibility (relevance mass in the measured wave windows against chance) for LIME, Kernel SHAP,
 gradient SHAP, CAM, Grad-CAM, Integrated Gradients, LRP and attention, on the CNN and the LSTM of
-the holdout and the patient split - costs several minutes on 2 cores, more than the 3-minute
-budget of a notebook. This script computes it once and writes three CSV files to
-``data/evaluation/`` (``python -m utils.course.evaluation_grid``, or ``make evaluation``); week 4
-reads them and recomputes a cheap subset live to show that the files belong to the current code
-and weights. All metrics come from :mod:`utils.evaluate`; the settings below are the one place
+the holdout and the patient split - costs many minutes on 2 cores (LIME, Kernel SHAP, gradient
+SHAP and the completeness-checked IG are rerun for every noise draw and seed), more than the
+3-minute budget of a notebook. Week 4 runs :func:`run_grid` live with ``cheap_only=True`` (the
+single-pass methods: CAM, Grad-CAM, LRP, gradient x input, attention); this script computes the
+full grid and writes three CSV files to ``data/evaluation/`` (``python -m
+utils.course.evaluation_grid``, or ``make evaluation``; ``--only split:model`` runs one model,
+for parallel processes, and ``--merge`` joins them). The settings below are the one place
 where the sample and the explainers' options are defined (the notebook imports them).
 
 Subsampling (and what it costs): one test beat per record, from at most ``MAX_RECORDS`` records
-per class (about 16 beats per split), explained for the class the model predicts. Medians over
-16 beats of 8 classes are a first look, not a per-class result: the bootstrap interval over
-records of such a median is wide (the notebook prints the records behind it).
+per class (8 beats per split), explained for the class the model predicts. Medians over 8
+beats of 8 classes are a first look, not a per-class result (the notebook prints the records
+behind them).
 """
 from __future__ import annotations
 
