@@ -124,16 +124,7 @@ def test_visible_part_drops_hidden_tests():
     assert "exercise_passed" in visible
 
 
-#: Notebooks to which the exercises plan has been applied (the others are strict xfails until
-#: their owners apply it; the lead drops the marker when all four are done).
-_PLAN_APPLIED = {"04"}
-
-
-@pytest.mark.parametrize("path", [
-    p if p.stem[:2] in _PLAN_APPLIED else pytest.param(p, marks=pytest.mark.xfail(
-        strict=True, reason="issue 16 item 2: the notebook still has visible reference tests; "
-        "add it to _PLAN_APPLIED when the exercises plan is applied"))
-    for p in grading.course_notebooks()], ids=lambda p: p.stem[:2])
+@pytest.mark.parametrize("path", grading.course_notebooks(), ids=lambda p: p.stem[:2])
 def test_course_notebooks_follow_the_exercise_rules(path):
     assert exercises.check_exercises(path) == []
 
