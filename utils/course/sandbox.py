@@ -106,8 +106,11 @@ def sandbox_command(workdir: Path, argv: Sequence[str]) -> list[str]:
     python = _venv_python()
     venv = Path(sys.prefix).resolve()
     ro = [*SYSTEM_PATHS, str(Path(sys.base_prefix).resolve()), str(venv)]
+    # A fresh /tmp (and /proc, /dev) first: bwrap applies its mounts in order, so binds of
+    # paths under /tmp (a clone of the course in /tmp, its venv) must come after it.
     cmd = [bwrap_path(), "--unshare-all", "--die-with-parent", "--new-session",
-           "--cap-drop", "ALL", *_ro_binds(ro)]
+           "--cap-drop", "ALL", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
+           *_ro_binds(ro)]
     for real, inside in data_binds():
         cmd += ["--ro-bind", str(real), str(inside)]
     env = {"PATH": f"{python.parent}:/usr/bin:/bin", "HOME": "/tmp", "PYTHONPATH": str(ROOT),
@@ -118,8 +121,7 @@ def sandbox_command(workdir: Path, argv: Sequence[str]) -> list[str]:
     for name in ("TF_CPP_MIN_LOG_LEVEL", "PYTHONHASHSEED", MITDB_ENV, "OMP_NUM_THREADS"):
         if os.environ.get(name):
             env[name] = os.environ[name]
-    cmd += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
-            "--bind", str(Path(workdir).resolve()), SANDBOX_DIR, "--chdir", SANDBOX_DIR,
+    cmd += ["--bind", str(Path(workdir).resolve()), SANDBOX_DIR, "--chdir", SANDBOX_DIR,
             "--clearenv"]
     for key, value in env.items():
         cmd += ["--setenv", key, value]
