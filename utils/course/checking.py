@@ -22,6 +22,7 @@ from __future__ import annotations
 import ast
 import copy
 import json
+import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -48,13 +49,19 @@ def is_test_cell(cell) -> bool:
     return cell.cell_type == "code" and bool(meta.get("grade")) and not meta.get("solution")
 
 
+#: ``make grade JOBS=2`` grades in threads, and CPython 3.11 can fail with "AST constructor
+#: recursion depth mismatch" when two threads build ASTs at once (gh-106905): parse one at a time.
+_PARSE_LOCK = threading.Lock()
+
+
 def _python(source: str) -> ast.Module | None:
     from IPython.core.inputtransformer2 import TransformerManager
 
-    try:
-        return ast.parse(TransformerManager().transform_cell(source))
-    except SyntaxError:
-        return None
+    with _PARSE_LOCK:
+        try:
+            return ast.parse(TransformerManager().transform_cell(source))
+        except SyntaxError:
+            return None
 
 
 def _top_level_assigned(tree: ast.Module) -> set[str]:
