@@ -1,0 +1,102 @@
+"""Tests of utils/results.py: stored results keyed on inputs, models, code and settings."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from utils import results
+
+
+class Counter:
+    def __init__(self, value):
+        self.calls, self.value = 0, value
+
+    def __call__(self):
+        self.calls += 1
+        return {"maps": np.asarray(self.value, dtype=float), "names": np.array(["a", "b"])}
+
+
+def test_computes_once_then_reads(tmp_path):
+    f = Counter([1.0, 2.0])
+    a = results.cached("demo", f, inputs=[np.arange(3)], params={"steps": 8}, folder=tmp_path)
+    b = results.cached("demo", f, inputs=[np.arange(3)], params={"steps": 8}, folder=tmp_path)
+    assert f.calls == 1
+    np.testing.assert_array_equal(a["maps"], b["maps"])
+    assert list(b["names"]) == ["a", "b"]
+    assert len(list(tmp_path.glob("demo-*.npz"))) == 1
+
+
+@pytest.mark.parametrize("change", ["inputs", "params"])
+def test_a_changed_key_recomputes_and_replaces_the_old_file(tmp_path, change):
+    f = Counter([1.0])
+    results.cached("demo", f, inputs=[np.arange(3)], params={"steps": 8}, folder=tmp_path)
+    kwargs = {"inputs": [np.arange(3)], "params": {"steps": 8}}
+    kwargs[change] = [np.arange(4)] if change == "inputs" else {"steps": 16}
+    results.cached("demo", f, folder=tmp_path, **kwargs)
+    assert f.calls == 2
+    assert len(list(tmp_path.glob("demo-*.npz"))) == 1
+
+
+def test_other_names_are_kept(tmp_path):
+    results.cached("demo", Counter([1.0]), folder=tmp_path)
+    results.cached("demo-global", Counter([2.0]), folder=tmp_path)
+    results.cached("demo", Counter([3.0]), params={"x": 1}, folder=tmp_path)
+    assert len(list(tmp_path.glob("demo-global-*.npz"))) == 1
+
+
+def test_recompute_flag(tmp_path):
+    f = Counter([1.0])
+    results.cached("demo", f, folder=tmp_path)
+    results.cached("demo", f, folder=tmp_path, recompute=True)
+    assert f.calls == 2
+
+
+def test_damaged_file_is_recomputed(tmp_path, capsys):
+    f = Counter([1.0])
+    results.cached("demo", f, folder=tmp_path)
+    (path,) = tmp_path.glob("demo-*.npz")
+    path.write_bytes(b"not an npz")
+    out = results.cached("demo", f, folder=tmp_path)
+    assert f.calls == 2 and out["maps"].tolist() == [1.0]
+    assert "recomputing" in capsys.readouterr().err
+
+
+def test_model_weights_are_part_of_the_key(tmp_path, fcn):
+    key = results.result_key(models=[fcn])
+    w = fcn.get_weights()
+    fcn.set_weights([w[0] + 1.0] + w[1:])
+    try:
+        assert results.result_key(models=[fcn]) != key
+    finally:
+        fcn.set_weights(w)
+    assert results.result_key(models=[fcn]) == key
+
+
+def test_code_is_part_of_the_key(tmp_path, monkeypatch):
+    import utils.waves as waves
+
+    source = tmp_path / "fake.py"
+    source.write_text("x = 1\n")
+    monkeypatch.setattr(results.inspect, "getsourcefile", lambda mod: str(source))
+    key = results.result_key(code=[waves])
+    source.write_text("x = 2\n")
+    assert results.result_key(code=[waves]) != key
+
+
+def test_rejects_objects_and_bad_names(tmp_path):
+    with pytest.raises(TypeError):
+        results.cached("demo", lambda: {"x": np.array([{}, 1], dtype=object)}, folder=tmp_path)
+    with pytest.raises(ValueError):
+        results.cached("../evil", lambda: {"x": np.zeros(1)}, folder=tmp_path)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.floats(allow_nan=False, width=32), min_size=1, max_size=20))
+def test_key_depends_on_every_value(values):
+    a = np.array(values, dtype=np.float32)
+    b = a.copy()
+    b[0] = np.nextafter(b[0], np.float32(0) if b[0] != 0 else np.float32(1))
+    assert results.result_key(inputs=[a]) == results.result_key(inputs=[a.copy()])
+    assert results.result_key(inputs=[a]) != results.result_key(inputs=[b])
