@@ -50,6 +50,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from .explain import LOGITS_LAYER, Explanation, check_output, check_targets  # noqa: E402
+from .saliency import gradient_x_input  # noqa: E402,F401  (re-exported: compared with LRP-0)
 
 RULES: tuple[str, ...] = ("zero", "epsilon", "gamma", "composite")
 
@@ -420,24 +421,6 @@ def lrp(model, X, targets, *, output: str = "logits", rule: str = "epsilon",
                        extras={"inputs": inputs, "score": score, "rule": rule,
                                "epsilon": float(epsilon), "gamma": float(gamma),
                                "fold_batchnorm": bool(fold_batchnorm)})
-
-
-def gradient_x_input(model, X, targets, *, output: str = "logits") -> Explanation:
-    """Gradient x input of the explained output (one backward pass), for comparison with LRP
-    (equal to LRP-0 on a ReLU network without biases). Single-input models."""
-    import tensorflow as tf
-
-    from .explain import score_model
-
-    net = score_model(model, check_output(output))
-    X = np.asarray(X, dtype=np.float32)
-    t = check_targets(targets, len(X), int(net.output_shape[-1]))
-    x = tf.constant(X)
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        y = tf.gather(net(x, training=False), t, axis=1, batch_dims=1)
-    values = (tape.gradient(y, x) * x).numpy()
-    return Explanation(values=values, target=t, method="gradient_x_input", output=output)
 
 
 # ------------------------------------------------------------------------------------------------
