@@ -9,9 +9,10 @@ Three layers, cheapest first:
   a broken file and a missing notebook do not stop the grading of the others (the attacks on
   the sandboxed grading are in ``test_grading_sandbox.py``);
 * the real weekly notebooks: the structure checks and the learner versions (cheap), then ONE
-  autograde run over two learners (``full`` submits the source notebooks, ``empty`` the
-  unchanged learner versions), shared by the tests through a module-scoped fixture because each
-  notebook takes minutes to execute; two notebooks run at a time (``GRADING_JOBS``, default 2).
+  autograde run over three learners (``full`` submits the source notebooks, ``empty`` the
+  unchanged learner versions, ``copier`` replaces every answer by the closest printed
+  number), shared by the tests through a module-scoped fixture because each notebook takes
+  minutes to execute; two notebooks run at a time (``GRADING_JOBS``, default 2).
   Set ``GRADING_SKIP_AUTOGRADE=1`` to skip that run locally.
 """
 from __future__ import annotations
@@ -27,6 +28,8 @@ from hypothesis import strategies as st
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from utils.course import grading
+
+from grading_copier import copier_notebook  # noqa: E402  (tests/ is on sys.path under pytest)
 
 SYNTH = "00_synthetic.ipynb"
 REAL_NOTEBOOKS = grading.course_notebooks()
@@ -264,6 +267,9 @@ def synthetic(tmp_path_factory):
     write(nbformat.read(learner_version, as_version=4), subs / "empty" / SYNTH)
     write(synthetic_notebook(ex2_solution="raise ValueError('learner bug')"),
           subs / "raises" / SYNTH)
+    # a copier who sees 4.5 (the reference of exercise 1) and 10.0 printed: the check that the
+    # copier test of the real notebooks can fail
+    write(copier_notebook(synthetic_notebook(), printed=[4.5, 10.0]), subs / "copier" / SYNTH)
     (subs / "broken").mkdir()
     (subs / "broken" / SYNTH).write_text("{ this is not a notebook")
     (subs / "absent").mkdir()
@@ -309,6 +315,13 @@ def test_unchanged_learner_version_gets_zero(synthetic):
     assert _scores(synthetic["scores"], "empty") == {"w0_ex1": 0.0, "w0_ex2": 0.0, "w0_ex3": 0.0}
 
 
+def test_copier_scores_only_where_the_reference_is_printed(synthetic):
+    """The oracle copier (tests/grading_copier.py) passes exercise 1, whose reference 4.5 it
+    was shown, and nothing else: the real-notebook copier test below can fail."""
+    assert _scores(synthetic["scores"], "copier") == {"w0_ex1": 2.0, "w0_ex2": 0.0,
+                                                      "w0_ex3": 0.0}
+
+
 def test_exercise_that_raises_costs_only_that_exercise(synthetic):
     assert _scores(synthetic["scores"], "raises") == {"w0_ex1": 2.0, "w0_ex2": 0.0,
                                                       "w0_ex3": 3.0}
@@ -341,13 +354,14 @@ def test_csv_files(synthetic):
     long = pd.read_csv(out / "grades.csv")
     assert list(long.columns) == ["learner", "assignment", "notebook", "exercise", "test_cell",
                                   "score", "max_score", "status"]
-    assert len(long) == 5 * 3
+    assert len(long) == 6 * 3
     wide = pd.read_csv(out / "grades_by_learner.csv").set_index("learner")
     assert pd.isna(wide.loc["absent", "total"])  # submitted nothing: blank, max 0
-    assert wide["total"].drop("absent").to_dict() == {"broken": 0.0, "empty": 0.0,
-                                                      "full": 6.0, "raises": 5.0}
-    assert wide["max"].to_dict() == {"absent": 0.0, "broken": 6.0, "empty": 6.0,
-                                     "full": 6.0, "raises": 6.0}
+    assert wide["total"].drop("absent").to_dict() == {"broken": 0.0, "copier": 2.0,
+                                                      "empty": 0.0, "full": 6.0,
+                                                      "raises": 5.0}
+    assert wide["max"].to_dict() == {"absent": 0.0, "broken": 6.0, "copier": 6.0,
+                                     "empty": 6.0, "full": 6.0, "raises": 6.0}
     assert wide.loc["raises", "00_synthetic"] == 5.0  # the week's total
 
 
@@ -400,7 +414,8 @@ def test_real_learner_version_has_no_solution(real_course, notebook):
 @pytest.fixture(scope="module")
 def real_grades(real_course, mitdb_dir):
     """ONE autograde run of the weekly notebooks: learner ``full`` submits the source notebooks,
-    learner ``empty`` the unchanged learner versions (each notebook executes for minutes).
+    learner ``copier`` their answers replaced by printed numbers, learner ``empty`` the
+    unchanged learner versions (each notebook executes for minutes).
     Needs the MIT-BIH database (``mitdb_dir`` skips without it, fails on CI)."""
     if os.environ.get("GRADING_SKIP_AUTOGRADE") == "1":
         pytest.skip("GRADING_SKIP_AUTOGRADE=1")
@@ -411,6 +426,8 @@ def real_grades(real_course, mitdb_dir):
     subs = root / "submissions"
     for notebook in GRADED_NOTEBOOKS:
         write(nbformat.read(notebook, as_version=4), subs / "full" / notebook.name)
+        write(copier_notebook(nbformat.read(notebook, as_version=4)),
+              subs / "copier" / notebook.name)
         released = real_course["released"][notebook.stem]
         write(nbformat.read(released, as_version=4), subs / "empty" / notebook.name)
     scores = grading.grade(subs, GRADED_NOTEBOOKS, course_dir=root / "graded",
@@ -442,6 +459,18 @@ def test_real_unchanged_learner_version_gets_zero(real_grades):
     scored = empty[empty["score"] > 0]
     assert scored.empty, f"unchanged learner version scores points:\n{scored.to_string()}"
     assert len(empty) >= 3 * len(GRADED_NOTEBOOKS)
+
+
+@needs_notebooks
+def test_real_copier_of_printed_numbers_scores_zero(real_grades):
+    """A learner who copies printed numbers (the best copy of each answer among every number
+    the notebook prints, tests/grading_copier.py) scores zero on every autograded exercise:
+    no reference value is printed."""
+    scores = real_grades["scores"]
+    copier = scores[(scores["learner"] == "copier") & (scores["status"] == "graded")]
+    assert len(copier) >= 3 * len(GRADED_NOTEBOOKS), scores[scores["learner"] == "copier"]
+    scored = copier[copier["score"] > 0]
+    assert scored.empty, f"copying printed numbers scores points:\n{scored.to_string()}"
 
 
 @needs_notebooks
