@@ -48,3 +48,37 @@ def test_explainers_match_the_architecture(name, has, lacks):
     assert has <= methods and not (lacks & methods)
     cheap = set(grid.explainers_for(name, None, cheap_only=True))
     assert not ({"LIME", "Kernel SHAP", "gradient SHAP", "IG"} & cheap)
+
+
+def test_saliency_is_a_cheap_method_of_every_model():
+    for name in ("cnn_holdout", "lstm_patient", "attention_holdout"):
+        assert "saliency" in grid.explainers_for(name, None, cheap_only=True)
+        assert "saliency" in grid.explainers_for(name, np.zeros((1, 256, 2)))
+
+
+def test_stored_frames_round_trip_through_cached(tmp_path):
+    """The grid's DataFrames survive utils.results.cached as plain arrays (no pickles):
+    the second call reads the file and rebuilds equal frames (text columns, ints, NaN)."""
+    import pandas as pd
+
+    from utils.results import cached
+
+    metrics = pd.DataFrame({"method": ["LIME", "random", "IG"],
+                            "metric": ["deletion_road", "deletion_road", "ig_flagged"],
+                            "value": [0.25, np.nan, 1.0], "n": [3, 3, 0],
+                            "split": ["holdout"] * 3, "model": ["CNN", "CNN", "LSTM + attention"]})
+    per_class = pd.DataFrame({"class": ["N", "/"], "window": ["QRS", "pacing spike"],
+                              "share": [0.5, 0.1], "lift": [2.0, np.nan], "n": [4, 1]})
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {**grid.frame_to_arrays(metrics, "metrics"),
+                **grid.frame_to_arrays(per_class, "per_class")}
+
+    for _ in range(2):
+        arrays = cached("toy_grid", compute, inputs=[np.arange(3)], folder=tmp_path)
+        pd.testing.assert_frame_equal(grid.arrays_to_frame(arrays, "metrics"), metrics)
+        pd.testing.assert_frame_equal(grid.arrays_to_frame(arrays, "per_class"), per_class)
+    assert len(calls) == 1 and len(list(tmp_path.glob("toy_grid-*.npz"))) == 1
+    assert all(a.dtype != object for a in arrays.values())

@@ -7,7 +7,7 @@ Each submission runs in its own ``bwrap`` namespace sandbox (Debian package ``bu
   dies with it (``--die-with-parent``; the notebook's time limit kills the whole namespace);
 - a file system made of read-only binds only: the system (``/usr``...), the Python and the
   virtual environment, the course library ``utils/``, the trained models ``data/models``, the
-  beat cache and the MIT-BIH copy; plus ``/sandbox`` (read-write): its own copy of the
+  stored results ``data/results``, the beat cache and the MIT-BIH copy; plus ``/sandbox`` (read-write): its own copy of the
   notebook, where it writes the executed notebook and its exported answers. The instructor
   sources (``notebooks/``, ``build/nbgrader/source``), the gradebook, the CSV files and the
   other learners' folders are simply not there;
@@ -91,7 +91,8 @@ def _venv_python() -> Path:
 def data_binds() -> list[tuple[Path, Path]]:
     """``(real path, path in the sandbox)`` of the course data bound read-only."""
     pairs = [(ROOT / "utils", ROOT / "utils"), (DATA_DIR / "models", DATA_DIR / "models")]
-    for folder in (DATA_DIR / "cache", DATA_DIR / "mitdb"):
+    # results: the stored results of slow analyses (utils.results), read by the notebooks
+    for folder in (DATA_DIR / "cache", DATA_DIR / "mitdb", DATA_DIR / "results"):
         if folder.exists():
             pairs.append((folder.resolve(), folder))
     env = os.environ.get(MITDB_ENV, "").strip()
