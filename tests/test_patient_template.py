@@ -149,3 +149,49 @@ def test_feature_matrix_blocks():
     assert np.allclose(F2, F[:, 15:]) and names2 == list(pt.TEMPLATE_FEATURES)
     with pytest.raises(ValueError):
         pt.feature_matrix(beats, ("wavelets",))
+
+
+def test_rr_irregularity_regular_vs_irregular():
+    n = 40
+    regular = np.full(n, 0.8)
+    irregular = np.random.default_rng(0).uniform(0.4, 1.2, n)
+    pre = np.concatenate([regular, irregular])
+    rr = _rr(pre, pre, pre)
+    record = np.array(["a"] * n + ["b"] * n)
+    f = pt.rr_irregularity(rr, record, half=4)
+    assert f.shape == (2 * n, 2) and len(pt.RR_IRREGULARITY) == 2
+    assert np.allclose(f[:n], 0.0)
+    assert np.all(f[n + 4: 2 * n - 4, 0] > 0.05)
+    # windows never cross records: the first beat of b sees only b
+    g = pt.rr_irregularity(rr[n:], record[n:], half=4)
+    assert np.allclose(f[n:], g)
+    with pytest.raises(ValueError):
+        pt.rr_irregularity(rr, record[:3])
+
+
+def test_fit_benchmark_toy_records():
+    """Premature beats (short pre_rr, long post_rr) with an odd P region: learned on records
+    a/b, found in record c; overlapping record lists are refused."""
+    from utils.aami import AamiBeats
+
+    rng = np.random.default_rng(0)
+    parts = []
+    for r in ("a", "b", "c"):
+        n = 400
+        y = (rng.random(n) < 0.15).astype(int)
+        pre = np.where(y == 1, 0.55, 1.0) * rng.uniform(0.95, 1.05, n)
+        post = np.where(y == 1, 1.4, 1.0) * rng.uniform(0.95, 1.05, n)
+        X = np.tile(np.sin(np.linspace(0, 6, 256))[None, :, None], (n, 1, 2))
+        X = X + 0.05 * rng.normal(size=X.shape)
+        X[y == 1, 60:90, :] += 1.0
+        parts.append(dict(X=X.astype(np.float32), y=y, symbol=np.where(y == 1, "A", "N"),
+                          record=np.full(n, r), sample=np.arange(n),
+                          rr=_rr(pre, post, np.ones(n)).astype(np.float32),
+                          mean=np.zeros((n, 2), np.float32), std=np.ones((n, 2), np.float32)))
+    beats = AamiBeats(**{k: np.concatenate([p[k] for p in parts]) for k in parts[0]})
+    pred = pt.fit_benchmark(beats, ("a", "b"), ("c",))
+    test = beats.of_records(("c",))
+    assert pred.shape == test.y.shape
+    assert np.mean(pred == test.y) > 0.97
+    with pytest.raises(ValueError):
+        pt.fit_benchmark(beats, ("a", "b"), ("b",))

@@ -124,7 +124,8 @@ def template_features(X: np.ndarray, T: np.ndarray, fs: int = config.BEAT_FS,
 def feature_matrix(beats, sets: Sequence[str] = ("rr", "rr_derived", "template")
                    ) -> tuple[np.ndarray, list[str]]:
     """Features of :class:`utils.aami.AamiBeats` ``beats``: the blocks ``sets`` among
-    ``'rr'`` (:data:`utils.rhythm.RR_FEATURES`), ``'rr_derived'`` (:func:`rr_derived`) and
+    ``'rr'`` (:data:`utils.rhythm.RR_FEATURES`), ``'rr_derived'`` (:func:`rr_derived`),
+    ``'irregularity'`` (:func:`rr_irregularity`; rows sorted by time within a record) and
     ``'template'`` (:func:`template_features` against :func:`record_templates` of ``beats``
     - pass all beats of each record). Returns ``(F, names)``."""
     from .rhythm import RR_FEATURES
@@ -137,6 +138,9 @@ def feature_matrix(beats, sets: Sequence[str] = ("rr", "rr_derived", "template")
         elif s == "rr_derived":
             blocks.append(rr_derived(beats.rr))
             names += list(RR_DERIVED)
+        elif s == "irregularity":
+            blocks.append(rr_irregularity(beats.rr, beats.record))
+            names += list(RR_IRREGULARITY)
         elif s == "template":
             blocks.append(template_features(beats.X, record_templates(beats.X, beats.record)))
             names += list(TEMPLATE_FEATURES)
@@ -208,3 +212,65 @@ def cross_validate(F: np.ndarray, y: np.ndarray, record: np.ndarray,
             continue
         pred[te] = fit_predict(F, y, np.flatnonzero(~te), np.flatnonzero(te), kind, power)
     return pred
+
+
+def rr_irregularity(rr: np.ndarray, record: np.ndarray, half: int = 8) -> np.ndarray:
+    """Local irregularity of the rhythm (n, 2) around each beat: over the ``pre_rr`` of the
+    ``2 half + 1`` beats centred on it (same record, fewer at the edges; ``rr`` in
+    :data:`utils.rhythm.RR_FEATURES` order, rows sorted by time within a record), the
+    coefficient of variation (std / mean) and the median absolute successive difference
+    divided by the mean (:data:`RR_IRREGULARITY`). Regular rhythm: both near 0; atrial
+    fibrillation (irregular N beats that look premature): large; an isolated premature beat
+    raises the CV but hardly the median successive difference."""
+    rr = np.asarray(rr, dtype=np.float64)
+    record = np.asarray(record)
+    if len(rr) != len(record):
+        raise ValueError(f"rr has {len(rr)} rows but record has {len(record)} entries")
+    if half < 1:
+        raise ValueError(f"half must be >= 1, got {half}")
+    out = np.zeros((len(rr), 2))
+    for r in dict.fromkeys(record.tolist()):
+        idx = np.flatnonzero(record == r)
+        pre = rr[idx, 0]
+        for j in range(len(idx)):
+            w = pre[max(0, j - half): j + half + 1]
+            mean = w.mean()
+            out[idx[j], 0] = w.std() / mean
+            out[idx[j], 1] = np.median(np.abs(np.diff(w))) / mean if len(w) > 1 else 0.0
+    return out
+
+
+#: Column names of :func:`rr_irregularity`.
+RR_IRREGULARITY: tuple[str, ...] = ("local_rr_cv", "local_rr_msd")
+
+
+#: The candidate chosen by the DS1 cross-validation of the SVEB study (see
+#: :func:`fit_benchmark`): feature blocks, classifier and class-weight power.
+CHOSEN: dict = {"sets": ("rr", "rr_derived", "irregularity", "template"), "kind": "hgb",
+                "power": 1.0}
+
+
+def fit_benchmark(beats, train_records: Sequence[str], test_records: Sequence[str],
+                  sets: Sequence[str] = CHOSEN["sets"], kind: str = CHOSEN["kind"],
+                  power: float = CHOSEN["power"], seed: int = config.SEED) -> np.ndarray:
+    """Fit on the beats of ``train_records`` and predict those of ``test_records`` (AAMI
+    labels 0..3, in the order of ``beats.of_records(test_records)``).
+
+    The features are computed per record (:func:`feature_matrix`), so a test beat's features
+    depend on its own record only (its template, its rhythm) - never on a label or another
+    record. For the AAMI benchmark: ``train_records=DS1``, ``test_records=DS2`` (a few seconds,
+    deterministic; no weights to store). Defaults: the candidate :data:`CHOSEN` by DS1
+    cross-validation.
+    """
+    train_records, test_records = tuple(train_records), tuple(test_records)
+    if set(train_records) & set(test_records):
+        raise ValueError("train and test records overlap")
+    tr = beats.of_records(train_records)
+    te = beats.of_records(test_records)
+    if len(tr) == 0 or len(te) == 0:
+        raise ValueError("no training or no test beats for these records")
+    F_tr, _ = feature_matrix(tr, sets)
+    F_te, _ = feature_matrix(te, sets)
+    F = np.vstack([F_tr, F_te])
+    y = np.concatenate([tr.y, np.zeros(len(te), tr.y.dtype)])
+    return fit_predict(F, y, np.arange(len(tr)), np.arange(len(tr), len(F)), kind, power, seed)
