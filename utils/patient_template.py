@@ -87,7 +87,8 @@ def _segment(bounds: tuple[float, float] | None, window: int, fs: int, r_offset:
     if bounds is None:
         return slice(0, window)
     lo, hi = bounds
-    return slice(max(0, r_offset + int(round(lo * fs))), min(window, r_offset + int(round(hi * fs))))
+    start = max(0, r_offset + int(round(lo * fs)))
+    return slice(start, min(window, r_offset + int(round(hi * fs))))
 
 
 def _corr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
