@@ -92,7 +92,8 @@ def data_binds() -> list[tuple[Path, Path]]:
     """``(real path, path in the sandbox)`` of the course data bound read-only."""
     pairs = [(ROOT / "utils", ROOT / "utils"), (DATA_DIR / "models", DATA_DIR / "models")]
     # results: the stored results of slow analyses (utils.results), read by the notebooks
-    for folder in (DATA_DIR / "cache", DATA_DIR / "mitdb", DATA_DIR / "results"):
+    # aami: the AAMI beat cache of week 1 (utils.aami), rebuilt outside the sandbox when missing
+    for folder in (DATA_DIR / "cache", DATA_DIR / "aami", DATA_DIR / "mitdb", DATA_DIR / "results"):
         if folder.exists():
             pairs.append((folder.resolve(), folder))
     env = os.environ.get(MITDB_ENV, "").strip()
