@@ -5,6 +5,7 @@ import pytest
 from utils import config
 from utils.course import evaluation_grid as grid
 from utils.explain import Explanation
+from utils.stored_frames import arrays_to_frames, frames_to_arrays
 
 WINDOWS = {c: {"P wave": (60, 90), "QRS": (100, 125), "ST-T": (125, 170)} for c in config.CLASSES}
 WINDOWS["/"] = {**WINDOWS["/"], "pacing spike": (104, 108)}
@@ -73,12 +74,12 @@ def test_stored_frames_round_trip_through_cached(tmp_path):
 
     def compute():
         calls.append(1)
-        return {**grid.frame_to_arrays(metrics, "metrics"),
-                **grid.frame_to_arrays(per_class, "per_class")}
+        return frames_to_arrays({"metrics": metrics, "per_class": per_class})
 
     for _ in range(2):
         arrays = cached("toy_grid", compute, inputs=[np.arange(3)], folder=tmp_path)
-        pd.testing.assert_frame_equal(grid.arrays_to_frame(arrays, "metrics"), metrics)
-        pd.testing.assert_frame_equal(grid.arrays_to_frame(arrays, "per_class"), per_class)
+        frames = arrays_to_frames(arrays)
+        pd.testing.assert_frame_equal(frames["metrics"], metrics)
+        pd.testing.assert_frame_equal(frames["per_class"], per_class)
     assert len(calls) == 1 and len(list(tmp_path.glob("toy_grid-*.npz"))) == 1
     assert all(a.dtype != object for a in arrays.values())

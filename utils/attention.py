@@ -436,7 +436,7 @@ def plot_relevance_lines(beat: np.ndarray, maps: Mapping[str, np.ndarray], ax=No
         ax2.set_ylim(-0.05, 1.05)
     ax2.set_ylabel("relevance / max", fontsize=8)
     ax2.grid(False)
-    ax2.legend(fontsize=7, loc="upper right")
+    ax2.legend(fontsize=8, loc="upper right")
     if title:
         ax.set_title(title, fontsize=9)
     return ax

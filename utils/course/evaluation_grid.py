@@ -59,6 +59,7 @@ from typing import Callable, Mapping
 import numpy as np
 
 from .. import config
+from ..stored_frames import arrays_to_frames, frames_to_arrays
 
 #: Beats per record and records per class of the evaluation sample.
 PER_RECORD, MAX_RECORDS = 1, 1
@@ -263,45 +264,13 @@ def run_grid(data=None, models: Mapping[str, Mapping[str, str]] = MODELS, log=pr
 # ------------------------------------------------------------------------------------------------
 # The full grid, computed once and stored (utils.results)
 # ------------------------------------------------------------------------------------------------
-def frame_to_arrays(df, prefix: str) -> dict[str, np.ndarray]:
-    """A DataFrame as plain arrays for :func:`utils.results.cached` (no pickles): the column
-    names (``<prefix>__columns``), their kinds (``<prefix>__kinds``: ``str`` for text columns,
-    stored as unicode arrays, else ``num``) and one array per column (``<prefix>__<i>``)."""
-    out = {f"{prefix}__columns": np.array([str(c) for c in df.columns], dtype=str)}
-    kinds = []
-    for i, col in enumerate(df.columns):
-        values = df[col].to_numpy()
-        if values.dtype == object:
-            if not all(isinstance(v, str) for v in values):
-                raise TypeError(f"column {col!r} mixes text and other objects")
-            kinds.append("str")
-            values = np.array(values.tolist(), dtype=str).reshape(len(df))
-        else:
-            kinds.append("num")
-        out[f"{prefix}__{i}"] = np.asarray(values)
-    out[f"{prefix}__kinds"] = np.array(kinds, dtype=str)
-    return out
-
-
-def arrays_to_frame(arrays: Mapping[str, np.ndarray], prefix: str):
-    """The DataFrame stored by :func:`frame_to_arrays` (text columns back as ``object``)."""
-    import pandas as pd
-
-    columns = [str(c) for c in arrays[f"{prefix}__columns"]]
-    kinds = [str(k) for k in arrays[f"{prefix}__kinds"]]
-    data = {}
-    for i, (col, kind) in enumerate(zip(columns, kinds)):
-        values = np.asarray(arrays[f"{prefix}__{i}"])
-        data[col] = values.astype(object) if kind == "str" else values
-    return pd.DataFrame(data, columns=columns)
-
-
 def _course_code() -> list:
     """The library modules whose source decides the stored grid (part of its key)."""
     import importlib
 
     names = ["evaluate", "lime_shap", "integrated_gradients", "evidence", "cam", "gradcam",
-             "lrp", "saliency", "attention", "perturb", "waves", "explain", "sampling"]
+             "lrp", "saliency", "attention", "perturb", "waves", "explain", "sampling",
+             "stored_frames"]
     return [importlib.import_module(f"utils.{n}") for n in names]
 
 
@@ -369,8 +338,7 @@ def course_grid(data=None, recompute: bool = False, log=print,
                     tables = [pd.concat([c.assign(tier="all"), s.assign(tier="slow")],
                                         ignore_index=True)
                               for c, s in zip(cheap, slow)]
-                for part, table in zip(PARTS, tables):
-                    out.update(frame_to_arrays(table, part))
+                out.update(frames_to_arrays(dict(zip(PARTS, tables))))
                 out["seconds"] = np.array(time.time() - start)
                 log(f"  {label} ({name}): computed in {float(out['seconds']):.0f} s")
                 return out
@@ -389,8 +357,9 @@ def course_grid(data=None, recompute: bool = False, log=print,
                                     "seed": config.SEED,
                                     "grid_code": _grid_code_digest()},
                             recompute=recompute)
+            frames = arrays_to_frames(arrays)
             for part in PARTS:
-                parts[part].append(arrays_to_frame(arrays, part))
+                parts[part].append(frames[part])
     return tuple(pd.concat(parts[p], ignore_index=True) for p in PARTS)
 
 
