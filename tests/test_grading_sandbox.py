@@ -346,3 +346,19 @@ def test_week_totals_and_missing_weeks():
     wide = grading.wide_table(long).set_index("learner")
     assert {"01", "02", "01/e1", "02/m1", "total", "max"} <= set(wide.columns)
     assert np.isnan(wide.loc["b", "01/e1"]) and wide.loc["b", "02"] == 1.0
+
+
+def test_mitdb_behind_a_link_is_bound_and_named_by_its_real_path(tmp_path, monkeypatch):
+    """CI points MITDB_DIR at ../shared/mitdb, which may be a symbolic link under /tmp; the
+    sandbox's fresh /tmp hides the link, so the variable must name the bound real path."""
+    from utils.course import sandbox
+
+    real = tmp_path / "real_mitdb"
+    real.mkdir()
+    link = tmp_path / "shared"
+    link.symlink_to(real)
+    monkeypatch.setenv(sandbox.MITDB_ENV, str(link))
+    cmd = sandbox.sandbox_command(tmp_path, ["python", "-V"])
+    pairs = list(zip(cmd, cmd[1:], cmd[2:]))
+    assert ("--ro-bind", str(real.resolve()), str(real.resolve())) in pairs
+    assert ("--setenv", sandbox.MITDB_ENV, str(real.resolve())) in pairs

@@ -123,6 +123,12 @@ def sandbox_command(workdir: Path, argv: Sequence[str]) -> list[str]:
     for name in ("TF_CPP_MIN_LOG_LEVEL", "PYTHONHASHSEED", MITDB_ENV, "OMP_NUM_THREADS"):
         if os.environ.get(name):
             env[name] = os.environ[name]
+    mitdb = os.environ.get(MITDB_ENV, "").strip()
+    if mitdb and Path(mitdb).expanduser().exists():
+        # the database is bound at its resolved path (data_binds): a MITDB_DIR through a
+        # symbolic link (e.g. ../shared/mitdb under /tmp, hidden by the fresh /tmp) must
+        # point there too
+        env[MITDB_ENV] = str(Path(mitdb).expanduser().resolve())
     cmd += ["--bind", str(Path(workdir).resolve()), SANDBOX_DIR, "--chdir", SANDBOX_DIR,
             "--clearenv"]
     for key, value in env.items():
