@@ -96,11 +96,20 @@ def data_binds() -> list[tuple[Path, Path]]:
     for folder in (DATA_DIR / "cache", DATA_DIR / "aami", DATA_DIR / "mitdb", DATA_DIR / "results"):
         if folder.exists():
             pairs.append((folder.resolve(), folder))
-    env = os.environ.get(MITDB_ENV, "").strip()
-    if env and Path(env).expanduser().exists():
-        real = Path(env).expanduser().resolve()
+    real = _mitdb_real_path()
+    if real is not None:
         pairs.append((real, real))
     return pairs
+
+
+def _mitdb_real_path() -> Path | None:
+    """The resolved ``MITDB_DIR`` (links followed), or None when unset or missing: the path
+    the sandbox binds the database at and hands to the notebook (a link under /tmp would be
+    hidden by the sandbox's fresh /tmp)."""
+    env = os.environ.get(MITDB_ENV, "").strip()
+    if env and Path(env).expanduser().exists():
+        return Path(env).expanduser().resolve()
+    return None
 
 
 def sandbox_command(workdir: Path, argv: Sequence[str]) -> list[str]:
@@ -123,12 +132,9 @@ def sandbox_command(workdir: Path, argv: Sequence[str]) -> list[str]:
     for name in ("TF_CPP_MIN_LOG_LEVEL", "PYTHONHASHSEED", MITDB_ENV, "OMP_NUM_THREADS"):
         if os.environ.get(name):
             env[name] = os.environ[name]
-    mitdb = os.environ.get(MITDB_ENV, "").strip()
-    if mitdb and Path(mitdb).expanduser().exists():
-        # the database is bound at its resolved path (data_binds): a MITDB_DIR through a
-        # symbolic link (e.g. ../shared/mitdb under /tmp, hidden by the fresh /tmp) must
-        # point there too
-        env[MITDB_ENV] = str(Path(mitdb).expanduser().resolve())
+    mitdb = _mitdb_real_path()
+    if mitdb is not None:
+        env[MITDB_ENV] = str(mitdb)   # where data_binds put it
     cmd += ["--bind", str(Path(workdir).resolve()), SANDBOX_DIR, "--chdir", SANDBOX_DIR,
             "--clearenv"]
     for key, value in env.items():
