@@ -12,7 +12,7 @@ PYTEST_NB := --nbval --nbval-current-env --nbval-cell-timeout=900 \
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 export PYTHONHASHSEED ?= 0
 
-.PHONY: help install data lab instructor browser-test test unit notebooks models student grade bench clean evaluation \
+.PHONY: help install data lab instructor browser-test test test-portable unit notebooks models student grade bench clean evaluation \
         check-python check-venv sandbox sandbox-try
 
 help:  ## list the targets and the variables
@@ -85,6 +85,11 @@ unit: data sandbox-try  ## unit tests only (skips the slow autograding of the re
 
 test: data sandbox-try  ## unit tests + every notebook re-executed and compared with pytest --nbval
 	$(PY) -m pytest tests $(NOTEBOOKS) $(PYTEST_NB) -q -ra
+
+# The same comparison with the numerics turned to the other side (oneDNN flipped, one thread for
+# TensorFlow/OpenMP/BLAS, another hash seed): an output that depends on the CPU fails here.
+test-portable: data  ## every notebook re-executed under perturbed numerics and compared (nbval)
+	$(PY) -m utils.course.portable $(NOTEBOOKS) $(PYTEST_NB) -q -ra
 
 notebooks: data  ## re-execute the notebooks in place (refresh the committed outputs)
 	$(PY) -m utils.course.execute $(NOTEBOOKS)
