@@ -266,3 +266,33 @@ def test_groups_and_rr_profile():
     t = R.rr_profile(rr, g, y)
     assert t.loc["SVEB missed", "after SVEB"] == 1.0 and t.loc["SVEB caught", "after SVEB"] == 0
     assert t.loc["N (called N)", "pre_rr"] == np.median([0.0, 36.0])
+
+
+def test_goal_table_says_which_of_point_and_interval_meets_the_goal():
+    values = {"SVEB Se": 0.80, "SVEB +P": 0.40, "VEB Se": 0.95, "VEB +P": 0.825}
+    ci = {"SVEB Se": (0.77, 0.9), "SVEB +P": (0.2, 0.5), "VEB Se": (0.9, 0.98),
+          "VEB +P": (0.564, 0.937)}
+    t = PM.goal_table(values, ci)
+    assert t.loc["VEB +P", "point estimate"] == "met" and t.loc["VEB +P", "interval"] == "NOT met"
+    assert t.loc["SVEB Se", "interval"] == "met"
+    assert t.loc["SVEB +P", "point estimate"] == "met" and t.loc["SVEB +P", "interval"] == "NOT met"
+    assert "interval" not in PM.goal_table(values).columns
+    block = {f"{k}_ci95": [0.1, 0.2] for k in ("sveb_se", "sveb_ppv", "sveb_fpr", "veb_se",
+                                                "veb_ppv", "veb_fpr", "accuracy", "jk_index")}
+    assert PM.config_intervals(block)["VEB +P"] == (0.1, 0.2)
+
+
+def test_committed_final_model_reproduces_its_ds2_scores_on_record_232(mitdb_dir):
+    """The committed weights (SHA-256 checked on load) give the confusion matrix of record 232
+    that config.json implies (all DS2 minus DS2 without 232), from the beats alone."""
+    from utils.aami import confusion, load_aami_beats
+
+    cfg = PM.read_final_config()
+    assert cfg["spec"] == PM.spec_of({"candidate": cfg["spec"]["candidate"],
+                                      "lambda": cfg["spec"]["lambda"]})
+    model = PM.load_final()
+    rec = load_aami_beats().of_records(["232"])
+    pred = PM.predict_final(model, rec, feature_set=cfg["spec"]["feature_set"])
+    d = cfg["aami_ds2"]
+    expected = np.array(d["confusion"]) - np.array(d["without_232"]["confusion"])
+    assert np.array_equal(confusion(rec.y, pred), expected)
