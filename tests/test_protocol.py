@@ -296,3 +296,14 @@ def test_committed_final_model_reproduces_its_ds2_scores_on_record_232(mitdb_dir
     d = cfg["aami_ds2"]
     expected = np.array(d["confusion"]) - np.array(d["without_232"]["confusion"])
     assert np.array_equal(confusion(rec.y, pred), expected)
+
+
+def test_rescore_from_the_weights_alone_matches_config(mitdb_dir):
+    """The whole DS2 scored again from the committed weights (about 30 s): the figures of
+    config.json follow from the weights and the beats."""
+    from utils.protocol_rescore import rescore
+
+    fresh = rescore()
+    stored = PM.read_final_config()["aami_ds2"]
+    for k in ("sveb_se", "sveb_ppv", "veb_se", "veb_ppv"):
+        assert fresh[k] == stored[k] and fresh[f"{k}_ci95"] == stored[f"{k}_ci95"]
