@@ -32,6 +32,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from browser_support import CHROMIUM, CHROMIUM_ARGS  # tests/ is on sys.path under pytest
 from utils.config import ROOT
 from utils.course import grading
 
@@ -41,13 +42,6 @@ playwright_api = pytest.importorskip("playwright.sync_api")
 
 OUT = ROOT / "build" / "browser-test"
 NOTEBOOK = "01_interpretable_vs_explainable_pfi.ipynb"
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-#: Playwright would download a browser of its own (no internet here): Debian's Chromium with
-#: everything that phones home switched off.
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage"]
 #: Seconds allowed for running the notebook up to its first exercise (about 1.5 min on an idle
 #: 2-core machine; a loaded CI machine may need several times that).
 RUN_TIMEOUT = float(os.environ.get("BROWSER_TEST_TIMEOUT", 900))
