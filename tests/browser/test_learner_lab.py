@@ -32,13 +32,13 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from browser_support import CHROMIUM, CHROMIUM_ARGS  # tests/ is on sys.path under pytest
+from browser_support import chromium_browser  # tests/ is on sys.path under pytest
 from utils.config import ROOT
 from utils.course import grading
 
 if os.environ.get("BROWSER_TEST") != "1":
     pytest.skip("browser test: run `make browser-test`", allow_module_level=True)
-playwright_api = pytest.importorskip("playwright.sync_api")
+pytest.importorskip("playwright.sync_api")
 
 OUT = ROOT / "build" / "browser-test"
 NOTEBOOK = "01_interpretable_vs_explainable_pfi.ipynb"
@@ -104,14 +104,8 @@ def learner_lab():
 
 @pytest.fixture(scope="module")
 def browser():
-    if not Path(CHROMIUM).is_file():
-        pytest.fail(f"Chromium not found at {CHROMIUM}: run `make browser-test`, which "
-                    "installs it (apt-get install chromium), or set CHROMIUM=/path/to/chromium")
-    with playwright_api.sync_playwright() as pw:
-        instance = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
-                                      headless=True)
+    with chromium_browser("browser-test") as instance:
         yield instance
-        instance.close()
 
 
 def _first_exercise_index(path: Path) -> int:

@@ -32,13 +32,13 @@ from pathlib import Path
 
 import pytest
 
-from browser_support import CHROMIUM, CHROMIUM_ARGS  # tests/ is on sys.path under pytest
+from browser_support import chromium_browser  # tests/ is on sys.path under pytest
 from utils.config import ROOT
 from utils.course import grading
 
 if os.environ.get("SITE_TEST") != "1":
     pytest.skip("site test: run `make site-test`", allow_module_level=True)
-playwright_api = pytest.importorskip("playwright.sync_api")
+pytest.importorskip("playwright.sync_api")
 
 SITE = Path(os.environ.get("SITE_DIR", ROOT / "build" / "site"))
 OUT = ROOT / "build" / "site-test"
@@ -96,14 +96,8 @@ def server():
 
 @pytest.fixture(scope="module")
 def browser():
-    if not Path(CHROMIUM).is_file():
-        pytest.fail(f"Chromium not found at {CHROMIUM}: run `make site-test`, which installs "
-                    "it (apt-get install chromium), or set CHROMIUM=/path/to/chromium")
-    with playwright_api.sync_playwright() as pw:
-        instance = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
-                                      headless=True)
+    with chromium_browser("site-test") as instance:
         yield instance
-        instance.close()
 
 
 def html_pages(site: Path = SITE) -> list[str]:
