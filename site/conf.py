@@ -42,6 +42,8 @@ autodoc_default_options = {"members": True, "show-inheritance": True}
 # --- HTML
 html_theme = "sphinx_book_theme"
 html_title = "Explainable ML for ECG"
+# canonical links; githubpages also writes a CNAME file when this is not a *.github.io address
+html_baseurl = site_settings.SITE_URL
 # html_static_path is relative to this folder; the site's static files (MathJax, badges) are
 # written into the generated sources, so their folder is added once the source folder is known.
 html_static_path: list[str] = []
