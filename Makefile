@@ -13,7 +13,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 3
 export PYTHONHASHSEED ?= 0
 
 .PHONY: help install data lab instructor browser-test test unit notebooks models student grade bench clean evaluation \
-        check-python check-venv sandbox sandbox-try chromium site site-test
+        check-python check-venv sandbox sandbox-try
 
 help:  ## list the targets and the variables
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -88,6 +88,7 @@ browser-test: data $(BROWSER_SITE)/.installed chromium  ## headless Chromium: ma
 # site draws its maths without a CDN.
 SITE_ENV := build/site-env
 SITE_NPM := build/site-npm
+.PHONY: chromium site site-test
 
 $(SITE_ENV)/.installed: requirements-site.txt $(STAMP)
 	rm -rf $(SITE_ENV)
