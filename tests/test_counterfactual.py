@@ -249,3 +249,25 @@ def test_wachter_options_are_checked():
             wachter(model, X, 1, **bad)
     with pytest.raises(ValueError, match=r"\[0, 2\)"):
         wachter(model, X, 5)
+
+
+def test_pack_and_unpack_round_trip(toy, reference):
+    from utils.counterfactual_study import pack, run_methods, unpack
+
+    R, ry = reference
+    X = np.zeros((2, W, 2), np.float32)
+    X[1, :, 1] = 0.5
+    methods = {"NG": (native_guide, {"distance": "dtw"}),
+               "W": (wachter, {"max_steps": 5})}
+    res = run_methods(toy, X, 1, R, ry, methods=methods)
+    arrays = pack(res)
+    assert arrays["original"].dtype == np.float32            # exact: beats are float32
+    back = unpack(arrays)
+    assert list(back) == ["NG", "W"]
+    for name in res:
+        a, b = res[name], back[name]
+        assert np.array_equal(a.counterfactual, b.counterfactual)
+        assert np.array_equal(a.values, b.values) and np.array_equal(a.target, b.target)
+        assert a.options == b.options and a.method == b.method and a.kind == b.kind
+        assert np.array_equal(a.valid, b.valid)
+    assert np.array_equal(back["NG"].extras["start"], res["NG"].extras["start"])

@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from hypothesis.extra.numpy import arrays
 
-from utils.counterfactual_metrics import (PlausibilityDetector, autoencoder_ratio,
+from utils.counterfactual_metrics import (PlausibilityDetector, autoencoder_errors,
+                                          autoencoder_ratio,
                                           beat_metrics, changed_segments, contiguity,
                                           dtw_distance, metric_table, ms_per_beat, proximity,
                                           sparsity, validity)
@@ -169,6 +170,15 @@ def test_autoencoder_ratio_is_one_on_the_median_real_beat():
     ratio = autoencoder_ratio(ae, real, real)
     assert np.median(ratio) == pytest.approx(1.0)
     assert autoencoder_ratio(ae, 5 * real[:1], real)[0] > 1     # a louder beat fits worse
+    # the same error as week 4's reconstruction_errors (one definition, two code paths)
+    from utils.attention import reconstruction_errors
+
+    assert np.allclose(autoencoder_errors(ae, real), reconstruction_errors(ae, real)["error"],
+                       rtol=1e-5)
+    scale = float(np.median(autoencoder_errors(ae, real)))
+    assert np.allclose(autoencoder_ratio(ae, real, reference_error=scale), ratio)
+    with pytest.raises(ValueError):
+        autoencoder_ratio(ae, real)
 
 
 # ---------------------------------------------------------------------------------- the table
