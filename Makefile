@@ -6,7 +6,7 @@ PYTHON ?= $(shell for p in python3.12 python3.11 python3.10 python3; do \
 VENV    := .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
-NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb)) $(sort $(wildcard notebooks/deep_dives/*.ipynb))
 PYTEST_NB := --nbval --nbval-current-env --nbval-cell-timeout=900 \
              --nbval-sanitize-with tests/nbval_sanitize.cfg
 export TF_CPP_MIN_LOG_LEVEL ?= 3
