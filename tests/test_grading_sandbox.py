@@ -11,6 +11,7 @@ Also fast unit tests of the plain-data answer files and the name analysis.
 from __future__ import annotations
 
 import hashlib
+import json
 import sqlite3
 import time
 from pathlib import Path
@@ -278,13 +279,29 @@ def test_answers_refuse_pickles_and_garbage(tmp_path):
         answers.load(tmp_path / "missing")
 
 
-def test_inject_and_restore(tmp_path):
-    answers.export({"x": 1, "y": 2}, ["x", "y", "z"], tmp_path / "t")
-    namespace = {"x": 10, "z": 30}
-    saved = answers.inject(namespace, tmp_path / "t")
-    assert namespace == {"x": 1, "y": 2}
-    answers.restore(namespace, saved)
-    assert namespace == {"x": 10, "z": 30}
+def test_inject_and_reset_from_snapshot(tmp_path):
+    """Only the trusted names are injected; reset brings back the snapshot, whatever the
+    injected values or the test did (a fresh copy of mutable values the test reads)."""
+    answers.export({"x": 1, "y": 2, "globals": 3}, ["x", "y", "globals"], tmp_path / "t")
+    data = [1, 2]
+    namespace = {"x": 10, "z": 30, "data": data}
+    answers.snapshot(namespace)
+    answers.reset(namespace, ["data"])
+    answers.inject(namespace, tmp_path / "t", ["x", "z"])
+    assert namespace == {"x": 1, "data": [1, 2]}  # z undefined by the learner: removed
+    namespace["data"].append(3)                    # a test changing a value in place
+    answers.reset(namespace)
+    assert namespace == {"x": 10, "z": 30, "data": [1, 2]} and namespace["data"] is data
+
+
+def test_load_keeps_only_trusted_names_and_ignores_claims(tmp_path):
+    answers.export({"a": 1.0, "b": 2.0}, ["a", "b"], tmp_path / "t")
+    meta = json.loads((tmp_path / "t.json").read_text())
+    meta["status"] = {"made_up": "not exportable: x", "b": "not exportable: forged"}
+    (tmp_path / "t.json").write_text(json.dumps(meta))
+    values, status = answers.load(tmp_path / "t", ["a", "b", "c"])
+    assert values == {"a": 1.0, "b": 2.0}
+    assert status == {"a": "ok", "b": "ok", "c": "undefined"}
 
 
 def test_exported_names_are_the_answers_a_test_reads():
