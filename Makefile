@@ -25,6 +25,11 @@ help:  ## list the targets and the variables
 #var LAB_ARGS	extra jupyter lab options for lab/instructor, e.g. LAB_ARGS="--port 8899"
 #var JOBS	notebooks that make grade grades at the same time (default 1)
 #var SUBMISSIONS	folder of <learner>/<notebook>.ipynb for make grade (default submissions)
+#var CELL_TIMEOUT	make grade: seconds a cell may run, then interrupted; killed 10 s later (default 300)
+#var NOTEBOOK_TIMEOUT	make grade: seconds a whole notebook may run in its sandbox (default 1200)
+#var SANDBOX_MEMORY_MB	make grade: memory of one sandbox in MB, 0 = none (default 4096)
+#var SANDBOX_PROCESSES	make grade: processes and threads of one sandbox, 0 = none (default 512)
+#var SANDBOX_FILE_MB	make grade: largest file a sandbox may write, in MB (default 256)
 #var BENCH_ARGS	options for make bench, e.g. BENCH_ARGS="--quick"
 #var CHROMIUM	browser for make browser-test (default /usr/bin/chromium, apt-get if missing)
 
@@ -72,7 +77,7 @@ $(BROWSER_SITE)/.installed: requirements-browser.txt $(STAMP)
 	$(PY) -m pip install -q --no-deps --target $(BROWSER_SITE) -r requirements-browser.txt
 	touch $@
 
-browser-test: data $(BROWSER_SITE)/.installed  ## headless Chromium: make lab hides solutions and tools (build/browser-test/*.png)
+browser-test: data sandbox-try $(BROWSER_SITE)/.installed  ## headless Chromium: make lab hides solutions; no learner script runs in feedback/formgrader
 	@test -x $(CHROMIUM) || { echo "$(CHROMIUM) not found: installing Debian's chromium (apt-get)"; \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
 	  && test -x $(CHROMIUM) || { echo "ERROR: could not install Chromium (apt-get needs root and Debian's"; \
@@ -97,6 +102,11 @@ evaluation: data  ## week 4's full explanation-evaluation grid, every method (lo
 
 SUBMISSIONS ?= submissions
 JOBS ?= 1
+CELL_TIMEOUT ?= 300
+NOTEBOOK_TIMEOUT ?= 1200
+SANDBOX_MEMORY_MB ?= 4096
+SANDBOX_PROCESSES ?= 512
+SANDBOX_FILE_MB ?= 256
 
 student: $(STAMP)  ## learner notebooks without solutions (nbgrader) -> build/student/
 	$(PY) -m utils.course.grading student
@@ -118,7 +128,9 @@ sandbox: sandbox-try
 	  exit 1; }
 
 grade: data sandbox  ## grade SUBMISSIONS=submissions/<learner>/<nb>.ipynb in sandboxes -> build/grades.csv
-	$(PY) -m utils.course.grading grade $(SUBMISSIONS) --jobs $(JOBS)
+	$(PY) -m utils.course.grading grade $(SUBMISSIONS) --jobs $(JOBS) \
+	  --timeout $(CELL_TIMEOUT) --notebook-timeout $(NOTEBOOK_TIMEOUT) \
+	  --memory-mb $(SANDBOX_MEMORY_MB) --processes $(SANDBOX_PROCESSES) --file-mb $(SANDBOX_FILE_MB)
 
 BENCH_ARGS ?=
 

@@ -604,7 +604,8 @@ def autograde(submissions: dict[str, dict[str, Path]], course_dir: Path = COURSE
 
     tests: dict[tuple[str, str], dict[str, list]] = {}
     for aid in sorted({aid for _, aid in ran}):
-        workdirs = {learner: done[0] for (learner, a), done in ran.items() if a == aid}
+        # learners in name order: a run checks them in the same order every time
+        workdirs = {learner: done[0] for (learner, a), done in sorted(ran.items()) if a == aid}
         name = next(n for n, a in source.items() if a == aid)
         _say(f"checking {aid} for {len(workdirs)} learner(s) in the grader's kernel")
         results = checking.run_trusted(course_dir / "source" / aid / name, workdirs,

@@ -54,7 +54,10 @@ def execute(client, cell, index: int, seconds: float | None, grace: float = GRAC
               threading.Timer(seconds + grace, _signal_kernel, (client, signal.SIGKILL))]
     for timer in timers:
         timer.daemon = True
-        timer.start()
+        try:
+            timer.start()
+        except RuntimeError:  # no thread left (the learner used up the process limit):
+            break             # the notebook's own limit still stops the sandbox
     try:
         client.execute_cell(cell, index, **kwargs)
     finally:
