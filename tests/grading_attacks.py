@@ -22,8 +22,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from test_grading import SYNTH, synthetic_notebook, write
-from utils.course import grading, sandbox
+from test_grading import SYNTH, _sandbox_problem, synthetic_notebook, write
+from utils.course import grading
 from utils.course.limits import Limits
 
 SOLVED = {
@@ -236,11 +236,8 @@ def with_manual_exercise(nb):
 
 
 def sandbox_problem() -> str | None:
-    try:
-        sandbox.check_sandbox()
-    except sandbox.SandboxUnavailable as err:
-        return str(err)
-    return None
+    """Why the grading sandbox cannot run here (None when it can)."""
+    return _sandbox_problem()
 
 
 def issue17_attackers(course: Path, subs: Path, source: Path, gradebook: Path, csv: Path,

@@ -341,3 +341,42 @@ def test_results_json_of_a_learner_is_sanitised(tmp_path):
     checking.write_results(tmp_path / "r.json", box, {}, "")
     data = json.loads((tmp_path / "r.json").read_text())
     assert "<script" not in json.dumps(data)
+
+
+def test_trusted_check_survives_a_killed_kernel_and_a_hanging_test(tmp_path):
+    """A learner's value that kills the grader's kernel, or makes a test run forever, fails
+    that learner's test only: the kernel is restarted (the instructor notebook replayed) and
+    the learners after it are checked as usual. Runs the trusted step alone (no sandbox)."""
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    from test_grading import checked_cell, solution_cell
+    from utils.course import checking
+
+    source = tmp_path / "src" / "w.ipynb"
+    source.parent.mkdir()
+    nbformat.write(new_notebook(cells=[
+        new_code_cell("import os, signal, time\nbase = 2"),
+        solution_cell("ex1", "### BEGIN SOLUTION\nanswer = 'B'\n### END SOLUTION"),
+        checked_cell("ex1_test", "if answer == 'crash':\n    os.kill(os.getpid(), signal.SIGKILL)\n"
+                                 "while answer == 'loop':\n    pass\n"
+                                 "assert answer == 'B' and base == 2", 1),
+        solution_cell("ex2", "### BEGIN SOLUTION\nvalue = 4\n### END SOLUTION"),
+        checked_cell("ex2_test", "assert value == base ** 2", 1),
+    ], metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                "language": "python"}}), source)
+    workdirs = {}
+    for learner, ans in (("a_crash", "crash"), ("b_loop", "loop"), ("c_honest", "B")):
+        box = tmp_path / learner
+        answers.export({"answer": ans}, ["answer"], box / "answers" / "ex1_test")
+        answers.export({"value": 4}, ["value"], box / "answers" / "ex2_test")
+        workdirs[learner] = box
+    seen: list[str] = []
+    results = checking.run_trusted(source, workdirs, tmp_path / "trusted", timeout=5,
+                                   progress=seen.append)
+    assert results["a_crash"]["ex1_test"][0]["ename"] == "NotGraded"
+    assert "stopped the grader's kernel" in results["a_crash"]["ex1_test"][0]["evalue"]
+    assert results["b_loop"]["ex1_test"][0]["ename"] in ("TimeoutError", "NotGraded")
+    assert not checking.failed(results["c_honest"]["ex1_test"])
+    for learner in workdirs:  # every learner's second exercise is checked as usual
+        assert not checking.failed(results[learner]["ex2_test"]), learner
+    assert any("restarting" in line for line in seen)

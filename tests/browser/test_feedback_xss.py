@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -39,7 +37,7 @@ playwright_api = pytest.importorskip("playwright.sync_api")
 from grading_attacks import (SOLVED, XSS_MARKDOWN, XSS_OUTPUTS, learner_notebook,  # noqa: E402
                              sandbox_problem, with_manual_exercise)
 from test_grading import SYNTH, synthetic_notebook, write  # noqa: E402
-from test_learner_lab import CHROMIUM, CHROMIUM_ARGS, _free_port, _wait_for_server  # noqa: E402
+from test_learner_lab import CHROMIUM, CHROMIUM_ARGS, _free_port, serving  # noqa: E402
 
 OUT = ROOT / "build" / "browser-test"
 PAYLOAD_MARK = "__xss"
@@ -148,18 +146,8 @@ def formgrader(graded_xss):
            f"--ServerApp.root_dir={graded_xss}",
            "--ServerApp.jpserver_extensions={'nbgrader.server_extensions.formgrader': True}"]
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(OUT / "formgrader-config")}
-    with open(log, "w") as handle:
-        proc = subprocess.Popen(cmd, cwd=graded_xss, stdout=handle, stderr=subprocess.STDOUT,
-                                start_new_session=True, env=env)
-    try:
-        _wait_for_server(f"http://127.0.0.1:{port}/api/status?token={token}", proc, log)
-        yield f"http://127.0.0.1:{port}", token, log
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+    with serving(cmd, graded_xss, log, port, token, env=env) as url:
+        yield url, token, log
 
 
 def test_formgrader_view_runs_no_learner_script(graded_xss, formgrader, browser):

@@ -266,8 +266,11 @@ def run_trusted(source: Path, workdirs: dict[str, Path], out_dir: Path, timeout:
     start = time.perf_counter()
     restarts = 0
     while True:
-        client = NotebookClient(nb, timeout=None, kernel_name=kernel_name, allow_errors=True,
-                                resources={"metadata": {
+        # nbclient stores every executed cell (the driver cells too) at its index in the
+        # client's notebook: each kernel gets its own copy, and the cells are read from `nb`
+        run_nb = copy.deepcopy(nb)
+        client = NotebookClient(run_nb, timeout=None, kernel_name=kernel_name,
+                                allow_errors=True, resources={"metadata": {
                                     "path": str(Path(source).parent.resolve())}})
         current: dict[str, str] = {}
         try:
@@ -325,10 +328,11 @@ def _run_instructor(client, nb, names, checked: _Checked, verified, out_dir: Pat
                                     verified, out_dir, timeout, current)
                 progress(f"  checked {gid} for {len(todo)} learner(s) "
                          f"({time.perf_counter() - start:.0f} s)")
-        watchdog.execute(client, cell, index, timeout, store_history=False)
-        if is_test_cell(cell) and failed(cell.outputs):
+        run = copy.deepcopy(cell)
+        watchdog.execute(client, run, index, timeout, store_history=False)
+        if is_test_cell(run) and failed(run.outputs):
             raise RuntimeError(f"{source}: the instructor's solution fails {gid}: "
-                               f"{[o.get('evalue') for o in cell.outputs]}")
+                               f"{[o.get('evalue') for o in run.outputs]}")
 
 
 def _driver(client, index: int, source: str, timeout: int) -> list:
