@@ -507,7 +507,7 @@ def _sandbox_one(course_dir: Path, learner: str, aid: str, name: str, timeout: i
     sandbox.prepare_workdir(workdir, nb, plan)
     result = sandbox.run_sandboxed(workdir, timeout, notebook_timeout, limits)
     if result.peak_memory_mb is not None:
-        log.info("%s / %s: peak memory %.0f MB", learner, aid, result.peak_memory_mb)
+        _say(f"  {learner} / {aid}: peak memory {result.peak_memory_mb:.0f} MB")
     note = ""
     from .readback import read_json
 
