@@ -166,3 +166,18 @@ def test_committed_results_carry_a_valid_checksum():
     assert paths
     for path in paths:
         results.read_verified(path)
+
+
+def test_seal_adds_missing_checksums_and_never_rewrites_a_wrong_one(tmp_path):
+    from utils import seal
+
+    np.savez_compressed(tmp_path / "old-0123456789abcdef.npz", maps=np.arange(3.0))
+    results.write_verified(tmp_path / "ok-0123456789abcdef.npz", {"maps": np.ones(2)})
+    bad = tmp_path / "bad-0123456789abcdef.npz"
+    np.savez_compressed(bad, maps=np.zeros(2), **{results.CHECKSUM_KEY: np.array("0" * 64)})
+    before = bad.read_bytes()
+    sealed, failing = seal.seal_results(tmp_path)
+    assert sealed == ["old-0123456789abcdef.npz"] and len(failing) == 1
+    assert results.read_verified(tmp_path / "old-0123456789abcdef.npz")["maps"].tolist() == \
+        [0.0, 1.0, 2.0]
+    assert bad.read_bytes() == before
