@@ -37,7 +37,8 @@ playwright_api = pytest.importorskip("playwright.sync_api")
 from grading_attacks import (SOLVED, XSS_MARKDOWN, XSS_OUTPUTS, learner_notebook,  # noqa: E402
                              sandbox_problem, with_manual_exercise)
 from test_grading import SYNTH, synthetic_notebook, write  # noqa: E402
-from test_learner_lab import CHROMIUM, CHROMIUM_ARGS, _free_port, serving  # noqa: E402
+from browser_support import chromium_browser  # noqa: E402
+from test_learner_lab import _free_port, serving  # noqa: E402
 
 OUT = ROOT / "build" / "browser-test"
 PAYLOAD_MARK = "__xss"
@@ -82,13 +83,8 @@ def graded_xss(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    if not Path(CHROMIUM).is_file():
-        pytest.fail(f"Chromium not found at {CHROMIUM}: run `make browser-test`")
-    with playwright_api.sync_playwright() as pw:
-        instance = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
-                                      headless=True)
+    with chromium_browser("browser-test") as instance:
         yield instance
-        instance.close()
 
 
 def _open_and_watch(browser, url: str, screenshot: Path) -> tuple[dict, list[str]]:

@@ -7,6 +7,7 @@
   ``readback`` (reading the files a sandbox left without trusting them) and ``sanitize``
   (learner outputs and markdown made inert for the feedback and the formgrader);
 - ``execute``: re-executes the notebooks in place (``make notebooks``);
+- ``portable``: the notebooks under perturbed numerics (``make test-portable``);
 - ``benchmark``: ``make bench``;
 - ``learner``: the learner's JupyterLab (``make lab``) and the instructor's (``make instructor``);
 - ``exercises``: the exercise template (``exercise_passed``, ``forbid``) and its checker.
