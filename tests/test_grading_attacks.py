@@ -310,7 +310,11 @@ def test_clean_notebook_turns_raw_cells_into_escaped_text():
     nb.cells[1]["id"] = 'x" onclick="alert(1)'
     sanitize.clean_notebook(nb, locked={2})
     assert [c.cell_type for c in nb.cells] == ["markdown"] * 3
-    assert "<script" not in nb.cells[0].source and "&lt;b>mine" in nb.cells[1].source
+    assert all(line.startswith("    ") for line in nb.cells[0].source.splitlines())
+    page = _rendered(nb)
+    assert "alert(1)" not in "".join(_live_markup(page)["scripts"])
+    assert "&lt;script&gt;alert(1)" in page
+    assert "&lt;b>mine" in nb.cells[1].source
     assert nb.cells[2].source == "<b>instructor</b>" and "widgets" not in nb.metadata
     assert '"' not in nb.cells[1]["id"]
 

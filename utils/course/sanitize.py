@@ -14,8 +14,8 @@ scratch before nbgrader stores the autograded notebook (what both views render):
 - markdown cells a learner can edit: every ``<`` escaped (raw HTML shows as text),
   links and images whose URL is not ``http(s)``, ``mailto`` or a relative path are neutralised,
   attachments other than PNG removed;
-- raw cells: their text becomes an escaped markdown block (nbconvert copies raw cells with no
-  or an HTML format into the page as they are);
+- raw cells: their text becomes an indented code block in a markdown cell (nbconvert copies
+  raw cells with no or an HTML format into the page as they are);
 - invalid cell ids are replaced; cell metadata except ``nbgrader`` and notebook metadata
   except kernel and language information are dropped.
 
@@ -148,8 +148,10 @@ def clean_markdown(source: str) -> str:
 
 
 def _raw_as_markdown(source: str) -> str:
-    escaped = html.escape(truncate(_text(source), MAX_MARKDOWN_CHARS), quote=False)
-    return "".join("    " + line + "\n" for line in escaped.splitlines()) or " "
+    """A raw cell's text as an indented code block: every line indented, so no line can leave
+    the block, and markdown renderers escape code blocks themselves."""
+    text = truncate(_text(source), MAX_MARKDOWN_CHARS)
+    return "".join("    " + line + "\n" for line in text.splitlines()) or " "
 
 
 def clean_cell(cell, editable: bool = True):
