@@ -25,6 +25,11 @@ help:  ## list the targets and the variables
 #var LAB_ARGS	extra jupyter lab options for lab/instructor, e.g. LAB_ARGS="--port 8899"
 #var JOBS	notebooks that make grade grades at the same time (default 1)
 #var SUBMISSIONS	folder of <learner>/<notebook>.ipynb for make grade (default submissions)
+#var CELL_TIMEOUT	make grade: seconds a cell may run, then interrupted; killed 10 s later (default 300)
+#var NOTEBOOK_TIMEOUT	make grade: seconds a whole notebook may run in its sandbox (default 1200)
+#var SANDBOX_MEMORY_MB	make grade: memory of one sandbox in MB, 0 = none (default 4096)
+#var SANDBOX_PROCESSES	make grade: processes and threads of one sandbox, 0 = none (default 512)
+#var SANDBOX_FILE_MB	make grade: largest file a sandbox may write, in MB (default 256)
 #var BENCH_ARGS	options for make bench, e.g. BENCH_ARGS="--quick"
 #var CHROMIUM	browser for make browser-test / site-test (default /usr/bin/chromium, apt-get if missing)
 
@@ -78,7 +83,7 @@ chromium:
 	  && test -x $(CHROMIUM) || { echo "ERROR: could not install Chromium (apt-get needs root and Debian's"; \
 	  echo "       package registry). Install it yourself, or point CHROMIUM=/path/to/chromium at one."; exit 1; }; }
 
-browser-test: data $(BROWSER_SITE)/.installed chromium  ## headless Chromium: make lab hides solutions and tools (build/browser-test/*.png)
+browser-test: data sandbox-try $(BROWSER_SITE)/.installed chromium  ## headless Chromium: make lab hides solutions; no learner script runs in feedback/formgrader
 	BROWSER_TEST=1 CHROMIUM=$(CHROMIUM) PYTHONPATH=$(CURDIR)/$(BROWSER_SITE)$${PYTHONPATH:+:$$PYTHONPATH} \
 	  $(PY) -m pytest tests/browser -q -ra -p no:cacheprovider
 
@@ -133,6 +138,11 @@ evaluation: data  ## week 4's full explanation-evaluation grid, every method (lo
 
 SUBMISSIONS ?= submissions
 JOBS ?= 1
+CELL_TIMEOUT ?= 300
+NOTEBOOK_TIMEOUT ?= 1200
+SANDBOX_MEMORY_MB ?= 4096
+SANDBOX_PROCESSES ?= 512
+SANDBOX_FILE_MB ?= 256
 
 student: $(STAMP)  ## learner notebooks without solutions (nbgrader) -> build/student/
 	$(PY) -m utils.course.grading student
@@ -154,7 +164,9 @@ sandbox: sandbox-try
 	  exit 1; }
 
 grade: data sandbox  ## grade SUBMISSIONS=submissions/<learner>/<nb>.ipynb in sandboxes -> build/grades.csv
-	$(PY) -m utils.course.grading grade $(SUBMISSIONS) --jobs $(JOBS)
+	$(PY) -m utils.course.grading grade $(SUBMISSIONS) --jobs $(JOBS) \
+	  --timeout $(CELL_TIMEOUT) --notebook-timeout $(NOTEBOOK_TIMEOUT) \
+	  --memory-mb $(SANDBOX_MEMORY_MB) --processes $(SANDBOX_PROCESSES) --file-mb $(SANDBOX_FILE_MB)
 
 BENCH_ARGS ?=
 

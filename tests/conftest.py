@@ -10,6 +10,9 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from utils import config, data  # noqa: E402
+
+#: The session fixture ``attacked``: ONE grading run of every malicious learner (two modules).
+pytest_plugins = ["grading_attacks"]
 from utils.explain import LOGITS_LAYER  # noqa: E402
 
 

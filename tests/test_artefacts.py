@@ -6,6 +6,8 @@ redirected): the committed models and the shared beat cache are never touched.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import shutil
 
@@ -86,9 +88,35 @@ def test_config_without_hash_is_refused(models):
     path = models / "lstm_holdout" / "config.json"
     cfg = json.loads(path.read_text())
     del cfg["weights_sha256"]
+    cfg[training.CONFIG_CHECKSUM_KEY] = training.config_digest(cfg)  # re-sealed: still refused
     path.write_text(json.dumps(cfg))
     with pytest.raises(training.ModelFileError, match="records no weights_sha256"):
         training.load_trained("lstm_holdout")
+
+
+@pytest.mark.parametrize("edit", ["accuracy", "checksum removed", "macro_f1 as text"])
+def test_edited_metric_in_config_is_refused(models, edit):
+    """A metric the notebooks show (week 1 and 4 print ``test.accuracy``) edited by hand."""
+    path = models / "cnn_holdout" / "config.json"
+    cfg = json.loads(path.read_text())
+    if edit == "accuracy":
+        cfg["test"]["accuracy"] = 0.5
+    elif edit == "checksum removed":
+        cfg["test"]["accuracy"] = 0.5
+        del cfg[training.CONFIG_CHECKSUM_KEY]
+    else:
+        cfg["test"]["macro_f1"] = str(cfg["test"]["macro_f1"])
+    path.write_text(json.dumps(cfg, indent=1))
+    with pytest.raises(training.ModelFileError, match="config_sha256") as err:
+        training.read_config("cnn_holdout")
+    assert "git checkout" in str(err.value)
+    with pytest.raises(training.ModelFileError):
+        training.load_trained("cnn_holdout")
+
+
+def test_committed_configs_are_sealed():
+    for name in training.all_names():
+        training.read_config(name)  # raises when a checksum is missing or wrong
 
 
 # --------------------------------------------------------------------------- beat cache
@@ -185,16 +213,42 @@ def _whole_database_beats() -> data.BeatData:
     return beats
 
 
-def test_legacy_cache_with_2000_labels_changed_is_caught_by_published_totals(tmp_path):
+def test_published_totals_catch_2000_relabelled_beats():
     beats = _whole_database_beats()
     data.check_beats(beats)  # the right counts pass
-    path = tmp_path / "legacy.npz"
-    data._write_cache(path, beats)
     y = beats.y.copy()
     y[np.flatnonzero(y == 0)[:2000]] = 3  # 2,000 N beats relabelled V
-    _rewrite(path, y=y, sha256=None, class_counts=None)  # a cache without checksum
     with pytest.raises(data.CacheError, match="published totals"):
+        data.check_beats(dataclasses.replace(beats, y=y))
+
+
+@pytest.mark.parametrize("change", ["X", "y"])
+def test_cache_without_checksum_is_refused_even_with_matching_counts(tmp_path, change):
+    """Beats changed (or labels swapped, class counts kept) and the SHA-256 removed."""
+    beats = small_beats()
+    path = tmp_path / "legacy.npz"
+    data._write_cache(path, beats)
+    changed = {"X": beats.X + 1.0, "y": beats.y[::-1].copy()}[change]
+    _rewrite(path, **{change: changed}, sha256=None)
+    with pytest.raises(data.CacheError, match="without a checksum"):
         data.read_cache(path)
+
+
+def test_cache_without_checksum_is_rebuilt_by_load_beats(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(config, "DATA_DIR", tmp_path)
+    fresh = small_beats(seed=1)
+    monkeypatch.setattr(data, "extract_all", lambda *a, **k: fresh)
+    settings = {"records": ["100"], "window": config.WINDOW, "r_offset": config.R_OFFSET,
+                "decimate": config.DECIMATE, "classes": list(config.CLASSES),
+                "version": data.EXTRACTION_VERSION}
+    path = data._cache_path(settings)
+    path.parent.mkdir(parents=True)
+    data._write_cache(path, small_beats(seed=1))
+    _rewrite(path, X=fresh.X * 0.0, sha256=None)  # beats zeroed, checksum removed
+    beats = data.load_beats(records=["100"], progress=False)
+    assert "without a checksum" in capsys.readouterr().err
+    np.testing.assert_array_equal(beats.X, fresh.X)
+    assert data.read_cache(path).cache_verified == "sha256"
 
 
 def test_damaged_cache_is_rebuilt_by_load_beats(tmp_path, monkeypatch, capsys):

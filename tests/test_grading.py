@@ -415,7 +415,8 @@ def test_real_learner_version_has_no_solution(real_course, notebook):
 def real_grades(real_course, mitdb_dir):
     """ONE autograde run of the weekly notebooks: learner ``full`` submits the source notebooks,
     learner ``copier`` their answers replaced by printed numbers, learner ``empty`` the
-    unchanged learner versions (each notebook executes for minutes).
+    unchanged learner versions (each notebook executes for minutes), and ``attacker``
+    (checked first) forges its answer files (:func:`real_attacker_notebook`).
     Needs the MIT-BIH database (``mitdb_dir`` skips without it, fails on CI)."""
     if os.environ.get("GRADING_SKIP_AUTOGRADE") == "1":
         pytest.skip("GRADING_SKIP_AUTOGRADE=1")
@@ -430,12 +431,84 @@ def real_grades(real_course, mitdb_dir):
               subs / "copier" / notebook.name)
         released = real_course["released"][notebook.stem]
         write(nbformat.read(released, as_version=4), subs / "empty" / notebook.name)
+        write(real_attacker_notebook(notebook, released, root / "graded"),
+              subs / "attacker" / notebook.name)
     scores = grading.grade(subs, GRADED_NOTEBOOKS, course_dir=root / "graded",
                            csv_path=root / "grades.csv", feedback=False, jobs=REAL_JOBS)
     errors = {(learner, nb.name): grading.error_cells(
         root / "graded" / "autograded" / learner / nb.stem / nb.name)
         for learner in ("full", "empty") for nb in GRADED_NOTEBOOKS}
     return {"scores": scores, "errors": errors}
+
+
+def real_attacker_notebook(source: Path, released: Path, course_dir: Path):
+    """The learner version with a first cell that forges every answer file the grader reads
+    (issue 25) and then ends its own kernel, so it costs seconds, not a notebook run.
+
+    Test by test, in turn: names list and status emptied (the old grader then ran the hidden
+    test on its own reference values); the grader's own variables that the test reads (e.g.
+    week 4's ``ae_out``, ``weights``) forged as extra names next to zeros for the answers;
+    names that break a restore step (``globals``, ``__import__``...); the files as links to
+    the grader's reference answers. The executed notebook becomes a link to learner
+    ``full``'s. None of it may earn a point or change ``full``'s marks.
+    """
+    from utils.course import checking
+
+    src = nbformat.read(source, as_version=4)
+    answer_names = checking.exported_names(src)
+    forged: dict[str, dict] = {}
+    links: list[str] = []
+    zero = {"t": "float", "v": 0.0}
+    for k, (gid, names) in enumerate(sorted(answer_names.items())):
+        cell = next(c for c in src.cells if c.metadata.get("nbgrader", {}).get("grade_id")
+                    == gid)
+        grader_names = sorted(set(checking._test_reads(cell.source)) - set(names))
+        mode = ("empty", "extra", "shadow", "link")[k % 4]
+        if mode == "empty":
+            forged[gid] = {"values": {}, "status": {}}
+        elif mode == "extra":
+            forged[gid] = {"values": {n: zero for n in names + grader_names},
+                           "status": {n: "ok" for n in names + grader_names}}
+        elif mode == "shadow":
+            shadow = ["globals", "__import__", "__builtins__", "print", "len", "np"]
+            forged[gid] = {"values": {n: zero for n in shadow},
+                           "status": {**{n: "ok" for n in shadow},
+                                      **{n: "not exportable: function" for n in names}}}
+        else:
+            links.append(gid)
+    reference = course_dir / "trusted" / source.stem / "reference"
+    full_output = course_dir / "sandbox" / "full" / source.stem / "output.ipynb"
+    payload = f"""
+import json, os
+import numpy as np
+A = '/sandbox/answers'
+for gid, meta in {forged!r}.items():
+    with open(os.path.join(A, gid + '.json'), 'w') as out:
+        json.dump(meta, out)
+    np.savez(os.path.join(A, gid + '.npz'))
+for gid in {links!r}:
+    for ext in ('.json', '.npz'):
+        os.symlink({str(reference)!r} + '/' + gid + ext, os.path.join(A, gid + ext))
+for name in ('output.ipynb', 'status.json'):
+    if os.path.lexists('/sandbox/' + name):
+        os.remove('/sandbox/' + name)
+os.symlink({str(full_output)!r}, '/sandbox/output.ipynb')
+os._exit(0)
+"""
+    nb = nbformat.read(released, as_version=4)
+    nb.cells.insert(0, new_code_cell(payload))
+    return nb
+
+
+@needs_notebooks
+def test_real_attacker_forging_answer_files_scores_zero(real_grades):
+    """The attacker is checked before ``full`` (learners are checked in name order): its
+    forged files earn nothing, and ``full`` keeps full marks (test above)."""
+    scores = real_grades["scores"]
+    attacker = scores[(scores["learner"] == "attacker") & (scores["status"] == "graded")]
+    assert len(attacker) >= 3 * len(GRADED_NOTEBOOKS)
+    scored = attacker[attacker["score"] > 0]
+    assert scored.empty, f"forged answer files score points:\n{scored.to_string()}"
 
 
 @needs_notebooks

@@ -1,7 +1,8 @@
 """Attacks on ``make grade`` (issue 17) with tiny synthetic notebooks, and what they now get.
 
-One grading run (module fixture) of the synthetic week of ``test_grading.py`` with an honest
-learner and one attacker per attack. Each attacker solves some exercises honestly and attacks
+The one grading run of ``tests/grading_attacks.py`` (session fixture ``attacked``, shared with
+``test_grading_attacks.py``) grades the synthetic week of ``test_grading.py`` with honest
+learners and one attacker per attack. Each attacker solves some exercises honestly and attacks
 in another cell; the tests check that the honest learner keeps full marks, that no attacker
 gains a point it did not earn, and that nothing outside the sandbox was read or changed.
 Needs bubblewrap (``bwrap``); skipped with the reason when it cannot run here.
@@ -11,6 +12,7 @@ Also fast unit tests of the plain-data answer files and the name analysis.
 from __future__ import annotations
 
 import hashlib
+import json
 import sqlite3
 import time
 from pathlib import Path
@@ -20,131 +22,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from test_grading import SYNTH, synthetic_notebook, write
+from grading_attacks import sandbox_problem
+from test_grading import SYNTH, synthetic_notebook
 from utils.course import answers, checking, grading, sandbox
 
-SOLVED = {
-    "w0_ex1": "signal_mean = float(np.mean(signal))",
-    "w0_ex2": "answer = 'B'",
-    "w0_ex3": "energy = float((signal ** 2).sum())",
-}
-
-
-def with_manual_exercise(nb):
-    """Add a written answer graded by hand (an nbgrader manually graded markdown cell)."""
-    nb.cells.insert(-1, nbformat.v4.new_markdown_cell(
-        "**Exercise 4** (2 points, graded by hand): why is the mean 4.5?"))
-    nb.cells.insert(-1, nbformat.v4.new_markdown_cell(
-        "Because the values 0..9 are symmetric around 4.5.", metadata={"nbgrader": {
-            "grade": True, "solution": True, "locked": False, "grade_id": "w0_ex4",
-            "points": 2, "schema_version": 3}}))
-    return nb
-
-
-def learner_notebook(released, **cells: str):
-    """The learner version with the solution cell of each exercise in ``cells`` replaced."""
-    nb = nbformat.read(released, as_version=4)
-    for cell in nb.cells:
-        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
-        if gid in cells:
-            cell.source = cells[gid]
-    return nb
-
-
-def _sandbox_works() -> str | None:
-    try:
-        sandbox.check_sandbox()
-    except sandbox.SandboxUnavailable as err:
-        return str(err)
-    return None
-
-
-SANDBOX_PROBLEM = _sandbox_works()
-needs_sandbox = pytest.mark.skipif(SANDBOX_PROBLEM is not None, reason=str(SANDBOX_PROBLEM))
-
-CELL_TIMEOUT = 20
-NOTEBOOK_TIMEOUT = 100
-
-
-@pytest.fixture(scope="module")
-def attacked(tmp_path_factory):
-    root = tmp_path_factory.mktemp("attacks")
-    source = write(with_manual_exercise(synthetic_notebook()), root / "notebooks" / SYNTH)
-    course = root / "course"
-    grading.build_course([source], course_dir=course, student_dir=None)
-    released = course / "release" / "00_synthetic" / SYNTH
-    gradebook = course / "gradebook.db"
-    csv = root / "out" / "grades.csv"
-    secret_file = root / "secret.txt"
-    secret_file.write_text("instructor-only\n")
-    subs = root / "submissions"
-    honest = learner_notebook(released, **SOLVED)
-    write(honest, subs / "honest" / SYNTH)
-    # Rewrites every grade in the gradebook and starts a detached process that rewrites the
-    # CSV once grading is over; also tries the network.
-    write(learner_notebook(released, w0_ex1=SOLVED["w0_ex1"], w0_ex2=SOLVED["w0_ex2"], w0_ex3=f"""
-import os, sqlite3, subprocess, sys, socket
-for path in [{str(gradebook)!r}, {str(csv)!r}]:
-    try:
-        con = sqlite3.connect(path); con.execute("update grade set auto_score = 0"); con.commit()
-    except Exception as err:
-        print("gradebook:", type(err).__name__)
-subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3); "
-                  "open({str(csv)!r}, 'w').write('hacked')"], start_new_session=True)
-try:
-    socket.create_connection(("1.1.1.1", 80), timeout=2); print("NETWORK OPEN")
-except OSError as err:
-    print("network:", err)
-energy = float((signal ** 2).sum())
-"""), subs / "tamper" / SYNTH)
-    # Reads the instructor sources (notebooks/, build/nbgrader/source) and another learner.
-    write(learner_notebook(released, w0_ex1=SOLVED["w0_ex1"], w0_ex2=f"""
-import glob
-for pattern in [{str(source)!r}, {str(course / 'source' / '*' / '*.ipynb')!r},
-                {str(subs / 'honest' / '*.ipynb')!r}, {str(secret_file)!r},
-                {str(course / 'sandbox' / 'honest' / '*' / '*')!r}]:
-    for path in glob.glob(pattern):
-        print(open(path).read())
-print(open('/proc/1/cmdline').read())
-answer = 'A'
-"""), subs / "reader" / SYNTH)
-    # An input transformer that turns every later cell with an assert into `pass`, and an
-    # answer object equal to everything; ex2 and ex3 are not solved.
-    write(learner_notebook(released, w0_ex1=SOLVED["w0_ex1"], w0_ex2="""
-ip = get_ipython()
-ip.input_transformers_cleanup.append(
-    lambda lines: ["pass\\n"] if any("assert" in line for line in lines) else lines)
-np.allclose = lambda *args, **kwargs: True
-class Always:
-    def __eq__(self, other):
-        return True
-    __hash__ = object.__hash__
-answer = Always()
-"""), subs / "hook" / SYNTH)
-    # Kills its parent process (the grader, formerly) in exercise 3.
-    write(learner_notebook(released, w0_ex1=SOLVED["w0_ex1"], w0_ex2=SOLVED["w0_ex2"],
-                           w0_ex3="import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n"
-                                  "energy = float((signal ** 2).sum())"),
-          subs / "killer" / SYNTH)
-    # One cell over the per-cell limit (interrupted); ex1 and ex3 are solved.
-    write(learner_notebook(released, w0_ex1=SOLVED["w0_ex1"], w0_ex3=SOLVED["w0_ex3"],
-                           w0_ex2="import time\ntime.sleep(10_000)\nanswer = 'B'"),
-          subs / "sleeper" / SYNTH)
-    # A cell that ignores interrupts: only the notebook's limit stops it.
-    write(learner_notebook(released, w0_ex1=SOLVED["w0_ex1"], w0_ex2=SOLVED["w0_ex2"],
-                           w0_ex3="import time\nwhile True:\n    try:\n        time.sleep(1)\n"
-                                  "    except KeyboardInterrupt:\n        pass"),
-          subs / "stubborn" / SYNTH)
-    start = time.perf_counter()
-    scores = grading.grade(subs, [source], course_dir=course, csv_path=csv,
-                           timeout=CELL_TIMEOUT, notebook_timeout=NOTEBOOK_TIMEOUT, jobs=2)
-    seconds = time.perf_counter() - start
-    csv_bytes = csv.read_bytes()
-    gradebook_hash = hashlib.sha256(gradebook.read_bytes()).hexdigest()
-    time.sleep(6)  # the detached process would have rewritten the CSV by now
-    return {"scores": scores, "course": course, "csv": csv, "csv_bytes": csv_bytes,
-            "gradebook": gradebook, "gradebook_hash": gradebook_hash, "source": source,
-            "seconds": seconds, "secret": secret_file}
+needs_sandbox = pytest.mark.skipif(sandbox_problem() is not None, reason=str(sandbox_problem()))
 
 
 def _points(scores: pd.DataFrame, learner: str) -> dict[str, float]:
@@ -173,7 +55,8 @@ FULL = {"w0_ex1": 2.0, "w0_ex2": 1.0, "w0_ex3": 3.0}
 @needs_sandbox
 def test_honest_learner_keeps_full_marks(attacked):
     assert _points(attacked["scores"], "honest") == FULL
-    print(f"grading 7 synthetic notebooks took {attacked['seconds']:.0f} s")
+    print(f"grading {len(attacked['learners'])} synthetic notebooks took "
+          f"{attacked['seconds']:.0f} s")
     print(grading.wide_table(attacked["scores"]).to_string())
 
 
@@ -181,7 +64,8 @@ def test_honest_learner_keeps_full_marks(attacked):
 def test_written_answer_needs_manual_grading(attacked):
     scores = attacked["scores"]
     manual = scores[scores["exercise"] == "w0_ex4"]
-    assert len(manual) == 7 and (manual["status"] == grading.NEEDS_MANUAL).all()
+    assert len(manual) == len(attacked["learners"])
+    assert (manual["status"] == grading.NEEDS_MANUAL).all()
     assert manual["score"].isna().all()
     wide = grading.wide_table(scores).set_index("learner")
     assert wide.loc["honest", "max"] == 8.0 and wide.loc["honest", "manual_pending"] == 2.0
@@ -278,13 +162,29 @@ def test_answers_refuse_pickles_and_garbage(tmp_path):
         answers.load(tmp_path / "missing")
 
 
-def test_inject_and_restore(tmp_path):
-    answers.export({"x": 1, "y": 2}, ["x", "y", "z"], tmp_path / "t")
-    namespace = {"x": 10, "z": 30}
-    saved = answers.inject(namespace, tmp_path / "t")
-    assert namespace == {"x": 1, "y": 2}
-    answers.restore(namespace, saved)
-    assert namespace == {"x": 10, "z": 30}
+def test_inject_and_reset_from_snapshot(tmp_path):
+    """Only the trusted names are injected; reset brings back the snapshot, whatever the
+    injected values or the test did (a fresh copy of mutable values the test reads)."""
+    answers.export({"x": 1, "y": 2, "globals": 3}, ["x", "y", "globals"], tmp_path / "t")
+    data = [1, 2]
+    namespace = {"x": 10, "z": 30, "data": data}
+    answers.snapshot(namespace)
+    answers.reset(namespace, ["data"])
+    answers.inject(namespace, tmp_path / "t", ["x", "z"])
+    assert namespace == {"x": 1, "data": [1, 2]}  # z undefined by the learner: removed
+    namespace["data"].append(3)                    # a test changing a value in place
+    answers.reset(namespace)
+    assert namespace == {"x": 10, "z": 30, "data": [1, 2]} and namespace["data"] is data
+
+
+def test_load_keeps_only_trusted_names_and_ignores_claims(tmp_path):
+    answers.export({"a": 1.0, "b": 2.0}, ["a", "b"], tmp_path / "t")
+    meta = json.loads((tmp_path / "t.json").read_text())
+    meta["status"] = {"made_up": "not exportable: x", "b": "not exportable: forged"}
+    (tmp_path / "t.json").write_text(json.dumps(meta))
+    values, status = answers.load(tmp_path / "t", ["a", "b", "c"])
+    assert values == {"a": 1.0, "b": 2.0}
+    assert status == {"a": "ok", "b": "ok", "c": "undefined"}
 
 
 def test_exported_names_are_the_answers_a_test_reads():

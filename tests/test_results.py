@@ -110,3 +110,74 @@ def test_unwritable_folder_returns_the_result_unsaved(tmp_path, capsys):
     out = results.cached("demo", Counter([5.0]), folder=blocker / "results")
     assert out["maps"].tolist() == [5.0]
     assert "could not be written" in capsys.readouterr().err
+
+
+def _one_number_changed(path):
+    """The stored file rewritten as a valid archive with one value changed, its checksum kept."""
+    with np.load(path) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    arrays["maps"] = arrays["maps"].copy()
+    arrays["maps"][0] += 0.5
+    np.savez_compressed(path, **arrays)
+
+
+def _checksum_removed(path):
+    with np.load(path) as npz:
+        arrays = {k: npz[k] for k in npz.files if k != results.CHECKSUM_KEY}
+    np.savez_compressed(path, **arrays)
+
+
+@pytest.mark.parametrize("damage", [
+    pytest.param(lambda p: p.write_bytes(b""), id="empty"),
+    pytest.param(lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]),
+                 id="truncated"),
+    pytest.param(lambda p: p.write_bytes(p.read_bytes()[:-30] + b"\0" * 30), id="corrupt-tail"),
+    pytest.param(lambda p: p.write_bytes(b"PK\x03\x04" + b"\xff" * 200), id="bad-zip"),
+    pytest.param(_one_number_changed, id="one-number-changed"),
+    pytest.param(_checksum_removed, id="checksum-removed"),
+])
+def test_damaged_or_altered_file_is_reported_and_recomputed(tmp_path, capsys, damage):
+    f = Counter([1.0, 2.0])
+    results.cached("demo", f, folder=tmp_path)
+    (path,) = tmp_path.glob("demo-*.npz")
+    damage(path)
+    out = results.cached("demo", f, folder=tmp_path)
+    assert f.calls == 2 and out["maps"].tolist() == [1.0, 2.0]
+    assert results.CHECKSUM_KEY not in out
+    assert "cannot be used" in capsys.readouterr().err
+    assert results.read_verified(path)["maps"].tolist() == [1.0, 2.0]  # rewritten, verified
+
+
+def test_altered_file_in_a_read_only_folder_is_refused(tmp_path, monkeypatch):
+    f = Counter([1.0])
+    results.cached("demo", f, folder=tmp_path)
+    (path,) = tmp_path.glob("demo-*.npz")
+    _one_number_changed(path)
+    monkeypatch.setattr(results.os, "access", lambda *a, **k: False)  # root writes anywhere
+    with pytest.raises(results.StoredResultError, match="altered.*git checkout"):
+        results.cached("demo", f, folder=tmp_path)
+    assert f.calls == 1
+
+
+def test_committed_results_carry_a_valid_checksum():
+    """Every committed stored result passes its SHA-256 (a checksum-less file would be
+    recomputed by every notebook run)."""
+    paths = sorted(results.RESULTS_DIR.glob("*.npz"))
+    assert paths
+    for path in paths:
+        results.read_verified(path)
+
+
+def test_seal_adds_missing_checksums_and_never_rewrites_a_wrong_one(tmp_path):
+    from utils import seal
+
+    np.savez_compressed(tmp_path / "old-0123456789abcdef.npz", maps=np.arange(3.0))
+    results.write_verified(tmp_path / "ok-0123456789abcdef.npz", {"maps": np.ones(2)})
+    bad = tmp_path / "bad-0123456789abcdef.npz"
+    np.savez_compressed(bad, maps=np.zeros(2), **{results.CHECKSUM_KEY: np.array("0" * 64)})
+    before = bad.read_bytes()
+    sealed, failing = seal.seal_results(tmp_path)
+    assert sealed == ["old-0123456789abcdef.npz"] and len(failing) == 1
+    assert results.read_verified(tmp_path / "old-0123456789abcdef.npz")["maps"].tolist() == \
+        [0.0, 1.0, 2.0]
+    assert bad.read_bytes() == before

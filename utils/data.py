@@ -510,8 +510,8 @@ def load_beats(db_dir: Path | None = None, records: Sequence[str] = RECORDS,
     R offset, classes, extraction version), so changing any of them re-extracts. It carries a
     SHA-256 of its arrays and the expected class counts: a cache that cannot be read, fails
     its checksum or has other class counts (a damaged or altered file) is reported on stderr
-    and rebuilt from the database. A cache written before checksums existed is used when its
-    class counts match, and upgraded by ``make data``.
+    and rebuilt from the database, and so is one without a checksum (written before checksums
+    existed, or with its checksum removed).
     """
     records = tuple(records)
     settings = {"records": list(records), "window": int(window), "r_offset": int(r_offset),
@@ -598,7 +598,9 @@ def read_cache(path: Path) -> BeatData:
         raise CacheError(f"unreadable: {type(err).__name__}: {err}") from None
     stored = meta.pop("sha256", None)
     expected_counts = meta.pop("class_counts", None)
-    if stored is not None and arrays_sha256(arrays) != stored:
+    if stored is None:  # class counts alone miss changed beats or swapped labels
+        raise CacheError("written without a checksum (its beats cannot be verified)")
+    if arrays_sha256(arrays) != stored:
         raise CacheError("its arrays do not match the SHA-256 stored with them")
     meta["leads"] = {k: tuple(v) for k, v in meta["leads"].items()}
     try:
@@ -610,7 +612,7 @@ def read_cache(path: Path) -> BeatData:
     if expected_counts is not None and data.class_counts() != expected_counts:
         raise CacheError("its labels do not match the class counts stored with them")
     check_beats(data)
-    data.cache_verified = "sha256" if stored else "counts only"
+    data.cache_verified = "sha256"
     return data
 
 
@@ -625,9 +627,7 @@ def check_cache(records: Sequence[str] = RECORDS, rebuild: bool = True) -> str:
         return f"beat cache: none yet ({path} is built on first use)"
     try:
         data = read_cache(path)
-        if getattr(data, "cache_verified", "") == "sha256":
-            return f"beat cache verified: {path} ({len(data)} beats, SHA-256 and class counts)"
-        cause = "written without a checksum"
+        return f"beat cache verified: {path} ({len(data)} beats, SHA-256 and class counts)"
     except CacheError as err:
         cause = str(err)
     if not rebuild:

@@ -18,7 +18,14 @@ The key is a SHA-256 over everything the result depends on, so a stale file is n
 A missing or stale file is recomputed and written (the old files of the same ``name`` are
 removed); ``recompute=True`` (the notebooks' ``RECOMPUTE`` flag) always recomputes. Where the
 folder cannot be written (the read-only ``data/results`` of the grading sandbox), the computed
-result is returned unsaved with a warning. Written by
+result is returned unsaved with a warning.
+
+Every file carries the SHA-256 of its arrays (:data:`CHECKSUM_KEY`, see :func:`arrays_sha256`),
+checked on every load, like the weights of the models: a file that is empty, truncated, not a
+valid archive, without a checksum, or whose arrays do not match it (one number changed) is
+reported on stderr and recomputed; in a read-only folder (the grading sandbox, where the
+recomputation could take longer than the notebook may run) it is refused with
+:class:`StoredResultError` naming the file and the fix. Written by
 hand rather than with ``joblib.Memory`` because joblib keys on the function's code only, not on
 the weights of the models passed in or the modules it calls, and writes pickles we would not
 want to commit.
@@ -28,6 +35,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import os
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -39,6 +47,54 @@ from . import config
 
 #: Folder of the stored results (committed).
 RESULTS_DIR: Path = config.DATA_DIR / "results"
+#: Member of every stored ``.npz`` that holds the SHA-256 of the other arrays.
+CHECKSUM_KEY: str = "__sha256__"
+
+
+class StoredResultError(ValueError):
+    """A stored result is damaged or altered and cannot be recomputed here (read-only)."""
+
+
+def arrays_sha256(arrays: Mapping[str, np.ndarray]) -> str:
+    """SHA-256 over the names, dtypes, shapes and bytes of ``arrays`` (sorted by name)."""
+    digest = hashlib.sha256()
+    for key in sorted(arrays):
+        if key == CHECKSUM_KEY:
+            continue
+        digest.update(f"{key}|".encode())
+        _update_array(digest, arrays[key])
+    return digest.hexdigest()
+
+
+def read_verified(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of a stored result after checking its SHA-256; ``ValueError`` saying why
+    it cannot be used (empty, not an archive, truncated, no checksum, altered)."""
+    path = Path(path)
+    try:
+        if path.stat().st_size == 0:
+            raise ValueError("the file is empty")
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except ValueError as err:
+        if str(err) == "the file is empty":
+            raise
+        raise ValueError(f"unreadable ({type(err).__name__}: {err})") from None
+    except Exception as err:  # BadZipFile, EOFError, zlib.error, OSError, KeyError...
+        raise ValueError(f"unreadable ({type(err).__name__}: {err})") from None
+    stored = arrays.pop(CHECKSUM_KEY, None)
+    if stored is None:
+        raise ValueError("it carries no SHA-256 of its arrays")
+    if arrays_sha256(arrays) != str(stored):
+        raise ValueError("its arrays do not match the SHA-256 stored with them (altered)")
+    return arrays
+
+
+def write_verified(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
+    """Write ``arrays`` with their SHA-256 to ``path`` atomically (a compressed ``.npz``)."""
+    path = Path(path)
+    tmp = path.with_name(path.stem + ".tmp.npz")
+    np.savez_compressed(tmp, **arrays, **{CHECKSUM_KEY: np.array(arrays_sha256(arrays))})
+    tmp.replace(path)
 
 
 def _update_array(digest, arr) -> None:
@@ -98,20 +154,25 @@ def cached(name: str, compute: Callable[[], Mapping[str, np.ndarray]], *, inputs
     path = folder / f"{name}-{key}.npz"
     if path.is_file() and not recompute:
         try:
-            with np.load(path, allow_pickle=False) as npz:
-                return {k: npz[k] for k in npz.files}
-        except (OSError, ValueError) as err:   # a damaged file is recomputed, not trusted
-            print(f"stored result {path.name} could not be read ({err}); recomputing",
+            return read_verified(path)
+        except ValueError as err:   # a damaged or altered file is recomputed, never trusted
+            if not os.access(folder, os.W_OK):
+                raise StoredResultError(
+                    f"stored result {path} cannot be used: {err}. It cannot be recomputed "
+                    f"here (read-only folder); restore it with `git checkout -- "
+                    f"data/results/{path.name}` or recompute it where the folder is "
+                    f"writable.") from None
+            print(f"stored result {path.name} cannot be used ({err}); recomputing",
                   file=sys.stderr)
     result = {k: np.asarray(v) for k, v in dict(compute()).items()}
     for k, v in result.items():
         if v.dtype == object:
             raise TypeError(f"result {k!r} is an object array; store numbers or strings")
+        if k == CHECKSUM_KEY:
+            raise ValueError(f"{CHECKSUM_KEY!r} is reserved for the checksum")
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.stem + ".tmp.npz")
-        np.savez_compressed(tmp, **result)
-        tmp.replace(path)
+        write_verified(path, result)
         for old in folder.glob(f"{name}-*.npz"):
             if old != path and len(old.stem) == len(name) + 17:
                 old.unlink()

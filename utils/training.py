@@ -12,6 +12,7 @@ weights whose config no longer matches the code, so notebooks never run on stale
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -264,6 +265,40 @@ def train(name: str, data: BeatData | None = None, verbose: int = 2) -> dict:
     }
     cfg["weights_sha256"] = sha256_file(folder / "model.weights.h5")
     (folder / "config.json").write_text(json.dumps(cfg, indent=1))
+    return seal_config(folder)
+
+
+#: Key of ``config.json`` that holds the SHA-256 of everything else in it.
+CONFIG_CHECKSUM_KEY = "config_sha256"
+
+
+def config_digest(cfg: dict) -> str:
+    """SHA-256 of a model config without :data:`CONFIG_CHECKSUM_KEY` (canonical JSON)."""
+    body = {k: v for k, v in cfg.items() if k != CONFIG_CHECKSUM_KEY}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"))
+                          .encode()).hexdigest()
+
+
+def seal_config(folder: Path) -> dict:
+    """Add the checksum of ``folder/config.json`` to it (after training); returns the config.
+    Its metrics (``test`` and the like) are shown by the notebooks, so they are covered like
+    the weights: :func:`check_config` refuses a file edited afterwards."""
+    path = Path(folder) / "config.json"
+    cfg = json.loads(path.read_text())
+    cfg[CONFIG_CHECKSUM_KEY] = config_digest(cfg)
+    path.write_text(json.dumps(cfg, indent=1))
+    return cfg
+
+
+def check_config(cfg: dict, path: Path, name: str | Path) -> dict:
+    """Raise :class:`ModelFileError` unless ``cfg`` (read from ``path``) matches its checksum."""
+    stored = cfg.get(CONFIG_CHECKSUM_KEY)
+    if not stored:
+        raise ModelFileError(f"{path} records no {CONFIG_CHECKSUM_KEY}, so its metrics and "
+                             f"settings cannot be verified. {_restore_hint(name)}")
+    if config_digest(cfg) != stored:
+        raise ModelFileError(f"{path} does not match the {CONFIG_CHECKSUM_KEY} it records: "
+                             f"a value (e.g. a test metric) was edited. {_restore_hint(name)}")
     return cfg
 
 
@@ -295,7 +330,7 @@ def read_config(name: str) -> dict:
         cause = "is empty" if not text.strip() else f"is not valid JSON ({err})"
         raise ModelFileError(f"{path} {cause}: truncated or damaged. "
                              f"{_restore_hint(name)}") from None
-    return cfg
+    return check_config(cfg, path, name)
 
 
 def read_history(name: str) -> dict[str, list[float]]:
@@ -388,7 +423,8 @@ def main(argv: list[str] | None = None) -> None:
         from . import protocol_model
 
         if name == protocol_model.NAME:
-            cfg = protocol_model.train_final()
+            protocol_model.train_final()
+            cfg = seal_config(model_dir(name))
             d = cfg["aami_ds2"]
             print(f"== {name}: {cfg['spec']['candidate']} lambda {cfg['spec']['lambda']}, "
                   f"{cfg['train_seconds']} s, DS2 (AAMI) SVEB Se {d['sveb_se']} +P "
@@ -397,7 +433,8 @@ def main(argv: list[str] | None = None) -> None:
         if name in _multimodal_specs():
             from .multimodal import train_named
 
-            cfg = train_named(name)
+            train_named(name)
+            cfg = seal_config(model_dir(name))
             part = "DS2" if "test_ds2" in cfg else f"fold {cfg['fold'] + 1} test records"
             test = cfg.get("test_ds2") or cfg["test_fold"]
             print(f"== {name}: {cfg['epochs_run']} epochs, {cfg['train_seconds']} s, {part} (AAMI) "

@@ -17,6 +17,7 @@ installs Chromium and the Playwright package): ``make test`` does not need a bro
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
@@ -88,12 +89,19 @@ def learner_lab():
            "--work-dir", str(OUT / "work"), "--build-dir", str(OUT / "learner"), "--",
            "--no-browser", f"--port={port}", "--ip=127.0.0.1", f"--IdentityProvider.token={token}",
            "--LabApp.expose_app_in_browser=True", "--ServerApp.open_browser=False"]
+    with serving(cmd, ROOT, log, port, token) as url:
+        yield url, token, log
+
+
+@contextlib.contextmanager
+def serving(cmd: list[str], cwd: Path, log: Path, port: int, token: str, env=None):
+    """Run the Jupyter server ``cmd`` until the block ends; yields its base URL."""
     with open(log, "w") as handle:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=handle, stderr=subprocess.STDOUT,
+                                start_new_session=True, env=env)
     try:
         _wait_for_server(f"http://127.0.0.1:{port}/api/status?token={token}", proc, log)
-        yield f"http://127.0.0.1:{port}", token, log
+        yield f"http://127.0.0.1:{port}"
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:

@@ -3,9 +3,13 @@
 The learner's kernel (inside the grading sandbox) calls :func:`export` just before each test
 cell: the variables the test reads are written to ``<answers>/<test grade id>.json`` (a tagged
 JSON tree) and ``.npz`` (numeric/bool/str arrays, saved and loaded **without pickle**). The
-grader's trusted kernel, which has re-executed the instructor notebook, calls :func:`inject` to
-put one learner's values in place of its own, runs the test cell (hidden tests included), and
-:func:`restore` to put its own values back.
+grader reads them back with :func:`load` (through :mod:`utils.course.readback`: no links, no
+pipes, sizes limited after decompression), keeps only the names *it* expects (from the
+instructor notebook, never from the learner's file), and hands its trusted kernel a verified
+copy. That kernel, which has re-executed the instructor notebook, takes a :func:`snapshot` of
+its namespace before any injection; for each learner it :func:`reset` s the namespace to that
+snapshot, calls :func:`inject`, runs the test cell (hidden tests included); a final
+:func:`reset` puts its own values back. No learner's value can outlive its own check.
 
 Only plain data crosses: ``None``, ``bool``, ``int``, ``float``, ``complex``, ``str``, numpy
 scalars and arrays (no object dtype), and lists, tuples and dicts (string or integer keys) of
@@ -16,6 +20,7 @@ loses arrays and ``np.savez`` alone needs pickle for nested containers.
 """
 from __future__ import annotations
 
+import copy
 import json
 import math
 from pathlib import Path
@@ -23,8 +28,18 @@ from typing import Any, Iterable
 
 import numpy as np
 
-#: Largest answer file the grader reads (bytes): more is not an exercise answer.
+from .readback import UntrustedFileError, load_npz, read_regular
+
+#: Largest answer arrays the grader reads (bytes, after decompression): more is not an answer.
 MAX_BYTES: int = 64 * 1024 * 1024
+#: Largest ``.json`` part of an answer file (bytes).
+MAX_JSON_BYTES: int = 8 * 1024 * 1024
+#: Largest ``.npz`` part as stored (bytes, compressed or not).
+MAX_NPZ_BYTES: int = MAX_BYTES + 1024 * 1024
+#: Deepest nesting of lists / dicts read back.
+MAX_DEPTH: int = 20
+#: A value of the snapshot larger than this (bytes) is shared, not copied, between checks.
+MAX_COPY_BYTES: int = 256 * 1024 * 1024
 #: Marker in the grader's namespace for a name the learner did not define.
 UNDEFINED = object()
 
@@ -66,7 +81,9 @@ def _encode(value: Any, arrays: dict[str, np.ndarray], depth: int = 0) -> Any:
     raise NotExportable(type(value).__name__)
 
 
-def _decode(node: Any, arrays) -> Any:
+def _decode(node: Any, arrays, depth: int = 0) -> Any:
+    if depth > MAX_DEPTH:
+        raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
     kind = node["t"]
     if kind == "v":
         if node["v"] is not None and not isinstance(node["v"], (bool, str)):
@@ -81,10 +98,11 @@ def _decode(node: Any, arrays) -> Any:
     if kind == "array":
         return np.array(arrays[str(node["key"])])
     if kind in ("list", "tuple"):
-        items = [_decode(v, arrays) for v in node["items"]]
+        items = [_decode(v, arrays, depth + 1) for v in node["items"]]
         return items if kind == "list" else tuple(items)
     if kind == "dict":
-        return {_decode(k, arrays): _decode(v, arrays) for k, v in node["items"]}
+        return {_decode(k, arrays, depth + 1): _decode(v, arrays, depth + 1)
+                for k, v in node["items"]}
     raise ValueError(f"unknown answer tag {kind!r}")
 
 
@@ -112,48 +130,95 @@ def export(namespace: dict, names: Iterable[str], path: str | Path) -> dict[str,
     return status
 
 
-def load(path: str | Path) -> tuple[dict[str, Any], dict[str, str]]:
-    """Read an exported answer file (trusted side): ``(values, status)``. No pickle is used.
+def load(path: str | Path, names: Iterable[str] | None = None, base: str | Path | None = None
+         ) -> tuple[dict[str, Any], dict[str, str]]:
+    """Read an exported answer file: ``(values, status)``. No pickle, no trust.
 
-    Raises ``ValueError`` for a missing, oversized or malformed file.
+    ``path`` is the file stem (``<answers>/<grade id>``). With ``base`` (a trusted folder),
+    ``path`` is relative to it and every component is opened without following links (see
+    :func:`utils.course.readback.read_regular`). With ``names`` (the trusted list of names the
+    test reads), only those names are returned and every one gets a status: ``"ok"`` when the
+    file holds a readable value, ``"not exportable: ..."`` when the file says so, otherwise
+    ``"undefined"``; whatever else the file lists is ignored. Raises ``ValueError`` for a
+    missing, oversized or malformed file.
     """
-    path = Path(path)
-    meta_path, npz_path = path.with_suffix(".json"), path.with_suffix(".npz")
-    if not meta_path.is_file() or not npz_path.is_file():
-        raise ValueError("no answers were exported (the notebook stopped before this test)")
-    if meta_path.stat().st_size + npz_path.stat().st_size > MAX_BYTES:
-        raise ValueError(f"exported answers larger than {MAX_BYTES} bytes")
+    if base is None:
+        base, relative = Path(path).parent, Path(path).name
+    else:
+        relative = str(path)
     try:
-        meta = json.loads(meta_path.read_text())
-        with np.load(npz_path, allow_pickle=False) as npz:
-            values = {str(name): _decode(node, npz) for name, node in meta["values"].items()}
-        status = {str(k): str(v) for k, v in meta["status"].items()}
+        meta_bytes = read_regular(Path(base), f"{relative}.json", MAX_JSON_BYTES)
+        npz_bytes = read_regular(Path(base), f"{relative}.npz", MAX_NPZ_BYTES)
+    except FileNotFoundError:
+        raise ValueError("no answers were exported (the notebook stopped before this test)") \
+            from None
+    except UntrustedFileError as err:
+        raise ValueError(f"exported answers refused: {err}") from None
+    except OSError as err:
+        raise ValueError(f"exported answers unreadable ({type(err).__name__})") from None
+    try:
+        meta = json.loads(meta_bytes)
+        file_values, file_status = meta["values"], meta["status"]
+        if not isinstance(file_values, dict) or not isinstance(file_status, dict):
+            raise ValueError("values and status must be objects")
+        arrays = load_npz(npz_bytes, MAX_BYTES)
+        wanted = list(file_values) if names is None else list(names)
+        values = {str(n): _decode(file_values[n], arrays) for n in wanted if n in file_values}
     except Exception as err:  # any malformed file is the learner's problem, never a crash
-        raise ValueError(f"unreadable exported answers ({type(err).__name__}: {err})") from None
+        raise ValueError(f"unreadable exported answers ({type(err).__name__}: "
+                         f"{str(err)[:200]})") from None
+    if names is None:
+        status = {str(k): str(v)[:200] for k, v in file_status.items()}
+    else:
+        status = {}
+        for name in names:
+            claimed = str(file_status.get(name, ""))[:200]
+            status[name] = ("ok" if name in values else claimed
+                            if claimed.startswith("not exportable") else "undefined")
     return values, status
 
 
-def inject(namespace: dict, path: str | Path) -> dict[str, Any]:
-    """Put a learner's exported values into ``namespace``; returns what :func:`restore` needs.
+# --------------------------------------------------------------------------- trusted kernel side
+#: The trusted kernel's namespace before any injection (kept here, out of the user namespace).
+_SNAPSHOT: dict[str, Any] = {}
 
-    A name the learner left undefined is removed from ``namespace`` (so the test raises
-    ``NameError`` as it would in the learner's notebook). Raises ``ValueError`` when nothing
-    was exported or a value is not exportable (the caller then scores from the sandbox).
-    """
-    values, status = load(path)
-    saved = {name: namespace.get(name, UNDEFINED) for name in status}
-    for name, state in status.items():
-        if state == "ok":
+
+def snapshot(namespace: dict) -> None:
+    """Remember ``namespace`` (a shallow copy) before the learners' checks of one test."""
+    _SNAPSHOT.clear()
+    _SNAPSHOT.update(namespace)
+
+
+def _nbytes(value: Any) -> int:
+    if isinstance(value, np.ndarray):
+        return int(value.nbytes)
+    return 0
+
+
+def reset(namespace: dict, fresh: Iterable[str] = ()) -> None:
+    """Make ``namespace`` exactly the :func:`snapshot` again (same objects), with the names in
+    ``fresh`` (what the test reads) deep-copied when they are mutable containers, so a test
+    that changes them in place cannot carry one learner's effect to the next."""
+    namespace.clear()
+    namespace.update(_SNAPSHOT)
+    for name in fresh:
+        value = _SNAPSHOT.get(name)
+        if isinstance(value, (np.ndarray, list, dict, set)) and \
+                _nbytes(value) <= MAX_COPY_BYTES:
+            try:
+                namespace[name] = copy.deepcopy(value)
+            except Exception:  # not copyable: shared, as before
+                pass
+
+
+def inject(namespace: dict, path: str | Path, names: Iterable[str]) -> None:
+    """Put the values of ``names`` from the (trusted, verified) answer file ``path`` into
+    ``namespace``; a name without a value is removed (the test then raises ``NameError`` as
+    it would in the learner's notebook). Call :func:`reset` first."""
+    names = list(names)
+    values, _ = load(path, names)
+    for name in names:
+        if name in values:
             namespace[name] = values[name]
-        elif state == "undefined":
-            namespace.pop(name, None)
-    return saved
-
-
-def restore(namespace: dict, saved: dict[str, Any]) -> None:
-    """Undo :func:`inject`: the grader's own values back in ``namespace``."""
-    for name, value in saved.items():
-        if value is UNDEFINED:
-            namespace.pop(name, None)
         else:
-            namespace[name] = value
+            namespace.pop(name, None)

@@ -32,7 +32,7 @@ from nbformat.v4 import new_code_cell, new_output
 from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Unicode
 
-from . import answers
+from . import answers, readback
 
 #: Extra note shown with a test scored in the learner's own kernel.
 SANDBOX_NOTE = ("(checked by the visible test in your own kernel: the answer is not plain "
@@ -160,24 +160,79 @@ def failed(outputs: list) -> bool:
     return any(o.get("output_type") == "error" for o in outputs)
 
 
-def sandbox_test_outputs(workdir: Path, grade_id: str) -> list | None:
-    """Outputs of test ``grade_id`` as run in the learner's sandbox (``None`` if not run)."""
-    path = Path(workdir) / "output.ipynb"
+#: Largest executed notebook read back from a sandbox (bytes); ``make grade`` can change it.
+MAX_NOTEBOOK_BYTES: int = 32 * 1024 * 1024
+
+
+def read_executed(workdir: Path, max_bytes: int | None = None):
+    """The learner's executed notebook (``output.ipynb``), read without trusting it.
+
+    Raises ``ValueError`` naming the reason (a link, a pipe, larger than ``max_bytes``, not a
+    notebook...); see :mod:`utils.course.readback`.
+    """
+    limit = MAX_NOTEBOOK_BYTES if max_bytes is None else max_bytes
     try:
-        nb = nbformat.read(path, as_version=4)
-    except Exception:  # the learner controls this file: anything unreadable counts as not run
-        return None
-    for cell in nb.cells:
+        return readback.read_notebook(Path(workdir), "output.ipynb", limit)
+    except FileNotFoundError:
+        raise ValueError("no executed notebook") from None
+    except OSError as err:
+        raise ValueError(f"executed notebook unreadable ({type(err).__name__})") from None
+
+
+def sandbox_test_outputs(workdir: Path, grade_id: str, executed=None) -> list | None:
+    """Outputs of test ``grade_id`` as run in the learner's sandbox (``None`` if not run)."""
+    if executed is None:
+        try:
+            executed = read_executed(workdir)
+        except ValueError:  # the learner controls this file: unreadable counts as not run
+            return None
+    for cell in executed.cells:
         if is_test_cell(cell) and str(_meta(cell).get("grade_id")) == grade_id:
             return list(cell.get("outputs", [])) if cell.get("execution_count") else None
     return None
 
 
-def _status(path: Path) -> dict[str, str] | str:
+def _status(path: Path, names: list[str] | None = None) -> dict[str, str] | str:
     try:
-        return answers.load(path)[1]
+        return answers.load(path, names)[1]
     except ValueError as err:
         return str(err)
+
+
+def _test_reads(source: str) -> list[str]:
+    """Names a test cell reads (they are copied afresh for every learner's check)."""
+    tree = _python(source)
+    if tree is None:
+        return []
+    return sorted({n.id for n in ast.walk(tree)
+                   if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)})
+
+
+def _kernel_call(function: str, *args) -> str:
+    """Source of a driver cell that calls ``utils.course.answers.<function>(globals(), *args)``."""
+    rendered = ", ".join(repr(a) for a in args)
+    return (f"__import__('utils.course.answers', fromlist=['{function}']).{function}("
+            f"globals(){', ' if rendered else ''}{rendered})")
+
+
+class _Checked:
+    """Outcome of the learners' checks: ``{learner: {grade_id: outputs}}``, filled as they
+    finish (kept across kernel restarts), and each learner's executed notebook, read once."""
+
+    def __init__(self, workdirs: dict[str, Path]):
+        self.workdirs = dict(workdirs)
+        self.by_learner: dict[str, dict[str, list]] = {learner: {} for learner in workdirs}
+        self._executed: dict[str, object] = {}
+
+    def sandbox_outputs(self, learner: str, gid: str) -> list | None:
+        if learner not in self._executed:
+            try:
+                self._executed[learner] = read_executed(self.workdirs[learner])
+            except ValueError:
+                self._executed[learner] = None
+        executed = self._executed[learner]
+        return None if executed is None else sandbox_test_outputs(
+            self.workdirs[learner], gid, executed)
 
 
 def run_trusted(source: Path, workdirs: dict[str, Path], out_dir: Path, timeout: int,
@@ -186,99 +241,206 @@ def run_trusted(source: Path, workdirs: dict[str, Path], out_dir: Path, timeout:
     """Grade every learner's exported answers for ``source``; ``{learner: {grade_id: outputs}}``.
 
     ``workdirs`` maps a learner to their sandbox folder (``answers/<grade_id>.json/.npz`` and
-    ``output.ipynb``). The instructor notebook ``source`` runs once, in a kernel of this
-    environment, from its own folder; reference answers are exported to ``out_dir`` to learn
-    which answers are plain data. Raises ``RuntimeError`` when the reference solution of a
-    test fails (the instructor notebook is broken).
+    ``output.ipynb``), read with :mod:`utils.course.readback`. The instructor notebook
+    ``source`` runs once, in a kernel of this environment, from its own folder; it alone
+    decides which names each test reads (:func:`exported_names`) and which of them are plain
+    data (its own answers are exported to ``out_dir``); a learner's file only supplies values.
+    Before each test the kernel's namespace is snapshotted; every learner is checked on a reset
+    copy of it (:func:`utils.course.answers.reset`), and the namespace is reset again before
+    the instructor's own test runs. A check that fails in any way (unreadable answers, a test
+    over ``timeout`` seconds, a kernel killed by it) is that learner's failure; the kernel is
+    then restarted and the instructor notebook replayed up to that test. Raises
+    ``RuntimeError`` only when the instructor notebook itself fails a test.
     """
     from nbclient import NotebookClient
+    from nbclient.exceptions import DeadKernelError
 
     nb = nbformat.read(source, as_version=4)
     nb.metadata["kernelspec"] = {"name": kernel_name, "language": "python",
                                  "display_name": "Python 3"}
     names = exported_names(nb)
-    results: dict[str, dict[str, list]] = {learner: {} for learner in workdirs}
-    client = NotebookClient(nb, timeout=timeout, kernel_name=kernel_name, allow_errors=True,
-                            interrupt_on_timeout=True,
-                            resources={"metadata": {"path": str(Path(source).parent.resolve())}})
+    checked = _Checked(workdirs)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    verified = _verified_answers(nb, names, workdirs, out_dir / "learners")
     start = time.perf_counter()
-    with client.setup_kernel():
-        for index, cell in enumerate(nb.cells):
-            if cell.cell_type != "code":
+    restarts = 0
+    while True:
+        # nbclient stores every executed cell (the driver cells too) at its index in the
+        # client's notebook: each kernel gets its own copy, and the cells are read from `nb`
+        run_nb = copy.deepcopy(nb)
+        client = NotebookClient(run_nb, timeout=None, kernel_name=kernel_name,
+                                allow_errors=True, resources={"metadata": {
+                                    "path": str(Path(source).parent.resolve())}})
+        current: dict[str, str] = {}
+        try:
+            with client.setup_kernel():
+                _run_instructor(client, nb, names, checked, verified, out_dir, timeout,
+                                current, start, progress, source)
+            return checked.by_learner
+        except DeadKernelError:
+            learner, gid = current.get("learner"), current.get("gid")
+            if learner is None or restarts >= len(workdirs):
+                raise RuntimeError(f"{source}: the grader's kernel died while running the "
+                                   f"instructor notebook") from None
+            restarts += 1
+            checked.by_learner[learner][gid] = [_error(
+                "NotGraded", f"checking your answers stopped the grader's kernel (time or "
+                "memory limit); the test counts as failed")]
+            progress(f"  {learner} / {gid}: the check killed the grader's kernel; "
+                     f"restarting it and replaying the instructor notebook")
+
+
+def _verified_answers(nb, names: dict[str, list[str]], workdirs: dict[str, Path],
+                      out_dir: Path) -> dict[tuple[str, str], Path | str]:
+    """Read every learner's answer files once, in this process, and write a verified copy
+    (only the trusted names, plain data) under ``out_dir``; the kernel reads only those.
+    Maps ``(learner, grade_id)`` to the copy, or to the reason it could not be read."""
+    out: dict[tuple[str, str], Path | str] = {}
+    for learner, workdir in workdirs.items():
+        for gid, wanted in names.items():
+            try:
+                values, status = answers.load(f"answers/{gid}", wanted, base=Path(workdir))
+            except ValueError as err:
+                out[(learner, gid)] = str(err)
                 continue
-            gid = str(_meta(cell).get("grade_id"))
-            if is_test_cell(cell) and gid in names:
-                ref_path = out_dir / gid
-                client.execute_cell(new_code_cell(
-                    f"__import__('utils.course.answers', fromlist=['export']).export("
-                    f"globals(), {names[gid]!r}, {str(ref_path)!r})"), index, store_history=False)
-                ref_status = _status(ref_path)
-                if isinstance(ref_status, str):
-                    raise RuntimeError(f"{source}: could not export the reference answers of "
-                                       f"{gid}: {ref_status}")
-                for learner, workdir in workdirs.items():
-                    results[learner][gid] = _check_one(client, index, cell, gid, workdir,
-                                                       ref_status)
-                progress(f"  checked {gid} for {len(workdirs)} learner(s) "
+            copy_path = out_dir / learner / gid
+            answers.export(values, wanted, copy_path)
+            out[(learner, gid)] = copy_path
+            claims = {n: s for n, s in status.items() if s.startswith("not exportable")}
+            if claims:
+                (copy_path.parent / f"{gid}.claims.json").write_text(json.dumps(claims))
+    return out
+
+
+def _run_instructor(client, nb, names, checked: _Checked, verified, out_dir: Path,
+                    timeout: int, current: dict, start: float, progress, source) -> None:
+    from . import watchdog
+
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        gid = str(_meta(cell).get("grade_id"))
+        if is_test_cell(cell) and gid in names:
+            todo = [learner for learner, done in checked.by_learner.items() if gid not in done]
+            if todo:
+                _checks_of_one_test(client, index, cell, gid, names[gid], todo, checked,
+                                    verified, out_dir, timeout, current)
+                progress(f"  checked {gid} for {len(todo)} learner(s) "
                          f"({time.perf_counter() - start:.0f} s)")
-            client.execute_cell(cell, index, store_history=False)
-            if is_test_cell(cell) and failed(cell.outputs):
-                raise RuntimeError(f"{source}: the instructor's solution fails {gid}: "
-                                   f"{[o.get('evalue') for o in cell.outputs]}")
-    return results
+        run = copy.deepcopy(cell)
+        watchdog.execute(client, run, index, timeout, store_history=False)
+        if is_test_cell(run) and failed(run.outputs):
+            raise RuntimeError(f"{source}: the instructor's solution fails {gid}: "
+                               f"{[o.get('evalue') for o in run.outputs]}")
 
 
-def _check_one(client, index: int, cell, gid: str, workdir: Path,
-               ref_status: dict[str, str]) -> list:
-    path = Path(workdir) / "answers" / gid
-    status = _status(path)
-    if isinstance(status, str):
-        return [_error("NotGraded", status)]
-    opaque = [n for n, s in status.items() if s.startswith("not exportable")]
-    if opaque:
-        plain_ref = [n for n in opaque if ref_status.get(n) == "ok"]
-        if plain_ref:
-            return [_error("AnswerType", f"{', '.join(plain_ref)} must be plain data (number, "
-                           "string, array, list or dict) like the expected answer")]
-        outputs = sandbox_test_outputs(workdir, gid)
+def _driver(client, index: int, source: str, timeout: int) -> list:
+    from . import watchdog
+
+    cell = new_code_cell(source)
+    watchdog.execute(client, cell, index, timeout, store_history=False)
+    return cell.outputs
+
+
+def _checks_of_one_test(client, index: int, cell, gid: str, wanted: list[str], todo: list[str],
+                        checked: _Checked, verified, out_dir: Path, timeout: int,
+                        current: dict) -> None:
+    if failed(_driver(client, index, _kernel_call("snapshot"), timeout)):
+        raise RuntimeError(f"could not snapshot the grader's namespace before {gid}")
+    ref_path = out_dir / "reference" / gid
+    _driver(client, index, _kernel_call("export", wanted, str(ref_path)), timeout)
+    ref_status = _status(ref_path, wanted)
+    if isinstance(ref_status, str):
+        raise RuntimeError(f"could not export the reference answers of {gid}: {ref_status}")
+    reads = _test_reads(cell.source)
+    for learner in todo:
+        current.update(learner=learner, gid=gid)
+        checked.by_learner[learner][gid] = _check_one(
+            client, index, cell, gid, wanted, verified.get((learner, gid)), ref_status,
+            reads, timeout, checked, learner)
+    current.clear()
+    if failed(_driver(client, index, _kernel_call("reset"), timeout)):
+        raise RuntimeError(f"could not reset the grader's namespace after {gid}")
+
+
+def _check_one(client, index: int, cell, gid: str, wanted: list[str], copy_path,
+               ref_status: dict[str, str], reads: list[str], timeout: int,
+               checked: _Checked, learner: str) -> list:
+    if copy_path is None or isinstance(copy_path, str):
+        return [_error("NotGraded", copy_path or "no answers were exported")]
+    opaque_ref = [n for n in wanted if ref_status.get(n) != "ok"]
+    if opaque_ref:
+        # the expected answer itself is not plain data (a function): the visible test as run
+        # in the learner's own kernel is all there is (README: what remains possible)
+        outputs = checked.sandbox_outputs(learner, gid)
         if outputs is None:
             return [_error("NotGraded", "the test did not run in your notebook")]
         return [new_output("stream", name="stdout", text=SANDBOX_NOTE), *plain_errors(outputs)]
-    inject = new_code_cell(
-        f"__grader_saved = __import__('utils.course.answers', fromlist=['inject']).inject("
-        f"globals(), {str(path)!r})")
-    client.execute_cell(inject, index, store_history=False)
-    if failed(inject.outputs):
+    claims_path = Path(copy_path).parent / f"{gid}.claims.json"
+    if claims_path.is_file():
+        claimed = sorted(json.loads(claims_path.read_text()))
+        return [_error("AnswerType", f"{', '.join(claimed)} must be plain data (number, "
+                       "string, array, list or dict) like the expected answer")]
+    reset = _driver(client, index, _kernel_call("reset", reads), timeout)
+    if failed(reset):
+        raise RuntimeError(f"could not reset the grader's namespace for {gid}")
+    inject = _driver(client, index, _kernel_call("inject", str(copy_path), wanted), timeout)
+    if failed(inject):
         return [_error("NotGraded", "your answers could not be read")]
     test = new_code_cell(cell.source)
-    try:
-        client.execute_cell(test, index, store_history=False)
-    finally:
-        client.execute_cell(new_code_cell(
-            "__import__('utils.course.answers', fromlist=['restore']).restore("
-            "globals(), __grader_saved); del __grader_saved"), index, store_history=False)
+    from . import watchdog
+
+    if watchdog.execute(client, test, index, timeout, store_history=False):
+        return [_error("TimeoutError", f"the test ran over {timeout} s on your answers")]
     return plain_errors(test.outputs)
 
 
-def write_results(path: Path, workdir: Path, tests: dict[str, list], note: str = "") -> None:
-    """Save what :class:`InjectResults` puts into the autograded notebook."""
+def markdown_digests(source_nb) -> list[str]:
+    """SHA-256 of every markdown cell source of the instructor notebook: such a cell is shown
+    as written (its HTML included); any other markdown is the learner's and is escaped."""
+    import hashlib
+
+    return sorted({hashlib.sha256(_text(c.source).encode()).hexdigest()
+                   for c in source_nb.cells if c.cell_type == "markdown"})
+
+
+def _text(value) -> str:
+    return "".join(value) if isinstance(value, list) else str(value)
+
+
+def write_results(path: Path, workdir: Path, tests: dict[str, list], note: str = "",
+                  trusted_markdown: list[str] = (), max_bytes: int | None = None) -> None:
+    """Save what :class:`InjectResults` puts into the autograded notebook: the learner's cell
+    outputs (read with :func:`read_executed`, already cleaned by
+    :mod:`utils.course.sanitize`), the trusted test outputs and a note."""
+    from . import sanitize
+
     try:
-        executed = nbformat.read(Path(workdir) / "output.ipynb", as_version=4)
-        cells = [c.get("outputs", []) if c.cell_type == "code" else [] for c in executed.cells]
-    except Exception as err:  # learner-controlled file
-        cells, note = None, note or f"executed notebook unreadable: {type(err).__name__}"
+        executed = read_executed(workdir, max_bytes)
+        cells = [sanitize.clean_outputs(c.get("outputs", [])) if c.cell_type == "code" else []
+                 for c in executed.cells]
+    except ValueError as err:  # learner-controlled file
+        cells = None
+        note = "; ".join(filter(None, [note, f"your executed notebook was not read back "
+                                             f"({err}); its outputs are not shown"]))
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"cells": cells, "tests": tests, "note": note}))
+    tests = {gid: sanitize.clean_outputs(outs) for gid, outs in tests.items()}
+    path.write_text(json.dumps({"cells": cells, "tests": tests, "note": note,
+                                "trusted_markdown": list(trusted_markdown)}))
 
 
 class InjectResults(NbGraderPreprocessor):
-    """Outputs from the sandbox (learner cells) and the trusted check (test cells)."""
+    """Outputs from the sandbox (learner cells) and the trusted check (test cells), then every
+    cell made inert for the browser (:func:`utils.course.sanitize.clean_notebook`)."""
 
     results_dir = Unicode("").tag(config=True)
 
     def preprocess(self, nb, resources):
+        import hashlib
+
+        from . import sanitize
+
         info = resources["nbgrader"]
         path = Path(self.results_dir) / info["student"] / f"{info['assignment']}.json"
         data = json.loads(path.read_text())
@@ -296,6 +458,14 @@ class InjectResults(NbGraderPreprocessor):
                 cell.outputs = [nbformat.from_dict(o) for o in outs]
             elif cells is not None:
                 cell.outputs = [nbformat.from_dict(o) for o in cells[index]]
+            else:
+                cell.outputs = []
+        trusted = set(data.get("trusted_markdown", []))
+        instructor = {index for index, cell in enumerate(nb.cells)
+                      if cell.cell_type == "markdown" and hashlib.sha256(
+                          _text(cell.source).encode()).hexdigest() in trusted}
+        sanitize.clean_notebook(nb, locked=instructor)
         if data.get("note"):
-            nb.cells.insert(0, nbformat.v4.new_markdown_cell(f"**Grader:** {data['note']}"))
+            nb.cells.insert(0, nbformat.v4.new_markdown_cell(
+                "**Grader:** " + sanitize.clean_markdown(str(data["note"]))))
         return nb, resources

@@ -59,11 +59,12 @@ SUBMISSIONS_DIR: Path = ROOT / "submissions"
 GRADES_CSV: Path = BUILD_DIR / "grades.csv"
 #: Source notebooks of the course (the weekly notebooks, solutions in).
 NOTEBOOK_GLOB: str = "notebooks/[0-9]*.ipynb"
-#: Seconds a single cell may run while autograding (nbgrader's own default is 30 s).
-CELL_TIMEOUT: int = 900
+#: Seconds a single cell may run while autograding (nbgrader's own default is 30 s); a cell
+#: that ignores the interrupt is killed 10 s later (``make grade CELL_TIMEOUT=...``).
+CELL_TIMEOUT: int = 300
 
-#: Seconds a whole notebook may run in its sandbox (every cell included).
-NOTEBOOK_TIMEOUT: int = 3600
+#: Seconds a whole notebook may run in its sandbox (``make grade NOTEBOOK_TIMEOUT=...``).
+NOTEBOOK_TIMEOUT: int = 1200
 #: nbgrader's autograde steps with ``Execute`` replaced: nothing is executed there.
 AUTOGRADE_PREPROCESSORS: list[str] = [
     "utils.course.checking.InjectResults",
@@ -278,6 +279,9 @@ def nbgrader_config(course_dir: Path = COURSE_DIR, timeout: int = CELL_TIMEOUT):
     c.GenerateFeedback.preprocessors = FEEDBACK_PREPROCESSORS
     c.Autograde.autograde_preprocessors = AUTOGRADE_PREPROCESSORS
     c.InjectResults.results_dir = str(Path(course_dir).resolve() / "results")
+    # Learner HTML never reaches a browser: the outputs are rebuilt as text and PNG by
+    # InjectResults (utils.course.sanitize), and nbconvert's own sanitiser is on as well.
+    c.HTMLExporter.sanitize_html = True
     # A private (unused) exchange folder: we hand notebooks out and collect them ourselves.
     c.Exchange.root = str(Path(course_dir).resolve() / "exchange")
     return c
@@ -296,6 +300,7 @@ def _write_config_file(course_dir: Path, timeout: int) -> None:
         f"c.Autograde.autograde_preprocessors = {AUTOGRADE_PREPROCESSORS!r}\n"
         f"c.InjectResults.results_dir = {str(results)!r}\n"
         f"c.GenerateFeedback.preprocessors = {FEEDBACK_PREPROCESSORS!r}\n"
+        "c.HTMLExporter.sanitize_html = True\n"
     )
     (Path(course_dir) / "nbgrader_config.py").write_text(text)
 
@@ -486,7 +491,7 @@ def _record(course_dir: Path, timeout: int, learner: str, aid: str, feedback: bo
 
 
 def _sandbox_one(course_dir: Path, learner: str, aid: str, name: str, timeout: int,
-                 notebook_timeout: int) -> tuple[Path, str]:
+                 notebook_timeout: int, limits=None) -> tuple[Path, str]:
     """Prepare and run one submission in its sandbox; returns ``(workdir, note)``."""
     from . import checking, sandbox
 
@@ -500,10 +505,14 @@ def _sandbox_one(course_dir: Path, learner: str, aid: str, name: str, timeout: i
     release = _read(course_dir / "release" / aid / name)
     nb, plan = checking.sandbox_input(submission, release, source)
     sandbox.prepare_workdir(workdir, nb, plan)
-    result = sandbox.run_sandboxed(workdir, timeout, notebook_timeout)
+    result = sandbox.run_sandboxed(workdir, timeout, notebook_timeout, limits)
+    if result.peak_memory_mb is not None:
+        _say(f"  {learner} / {aid}: peak memory {result.peak_memory_mb:.0f} MB")
     note = ""
-    try:
-        state = json.loads((workdir / "status.json").read_text()).get("state", "?")
+    from .readback import read_json
+
+    try:  # written by the learner's sandbox: read without trusting it
+        state = str(read_json(workdir, "status.json", 64 * 1024).get("state", "?"))[:300]
     except Exception:
         state = "no status (the run was stopped or its files were changed)"
     if result.timed_out:
@@ -516,7 +525,8 @@ def _sandbox_one(course_dir: Path, learner: str, aid: str, name: str, timeout: i
 
 def autograde(submissions: dict[str, dict[str, Path]], course_dir: Path = COURSE_DIR,
               timeout: int = CELL_TIMEOUT, feedback: bool = True, jobs: int = 1,
-              notebook_timeout: int = NOTEBOOK_TIMEOUT) -> dict[tuple[str, str], str]:
+              notebook_timeout: int = NOTEBOOK_TIMEOUT, limits=None
+              ) -> dict[tuple[str, str], str]:
     """Grade every submitted notebook; returns ``{(learner, assignment): status}``.
 
     ``submissions`` is the output of :func:`find_submissions`; the course must have been built
@@ -570,7 +580,7 @@ def autograde(submissions: dict[str, dict[str, Path]], course_dir: Path = COURSE
         t0 = time.perf_counter()
         try:
             workdir, note = _sandbox_one(course_dir, learner, aid, name, timeout,
-                                         notebook_timeout)
+                                         notebook_timeout, limits)
         except Exception as err:  # one submission never stops the others
             return task, None, f"failed: {err}"[:300], time.perf_counter() - t0
         return task, (workdir, note), "", time.perf_counter() - t0
@@ -594,7 +604,8 @@ def autograde(submissions: dict[str, dict[str, Path]], course_dir: Path = COURSE
 
     tests: dict[tuple[str, str], dict[str, list]] = {}
     for aid in sorted({aid for _, aid in ran}):
-        workdirs = {learner: done[0] for (learner, a), done in ran.items() if a == aid}
+        # learners in name order: a run checks them in the same order every time
+        workdirs = {learner: done[0] for (learner, a), done in sorted(ran.items()) if a == aid}
         name = next(n for n, a in source.items() if a == aid)
         _say(f"checking {aid} for {len(workdirs)} learner(s) in the grader's kernel")
         results = checking.run_trusted(course_dir / "source" / aid / name, workdirs,
@@ -602,9 +613,11 @@ def autograde(submissions: dict[str, dict[str, Path]], course_dir: Path = COURSE
         for learner, by_test in results.items():
             tests[(learner, aid)] = by_test
 
+    trusted_md = {aid: checking.markdown_digests(_read(course_dir / "source" / aid / name))
+                  for name, aid in source.items()}
     for (learner, aid), (workdir, note) in ran.items():
         checking.write_results(course_dir / "results" / learner / f"{aid}.json", workdir,
-                               tests.get((learner, aid), {}), note)
+                               tests.get((learner, aid), {}), note, trusted_md[aid])
         status[(learner, aid)] = _record(course_dir, timeout, learner, aid, feedback)
     if feedback:
         offline_feedback(course_dir / "feedback")
@@ -614,6 +627,7 @@ def autograde(submissions: dict[str, dict[str, Path]], course_dir: Path = COURSE
 
 _SKIP_BLOCKS = re.compile(r"(<(pre|code|script|style|textarea)\b.*?</\2>)", re.S | re.I)
 _MATH = re.compile(r"\$\$(.+?)\$\$|(?<![\\\w$])\$(?=\S)([^$\n<>]+?)(?<=\S)\$(?![\w$])", re.S)
+_TAG = re.compile(r"(<[^>]*>)")
 _MATHJAX_SCRIPT = re.compile(r"<script[^>]*(?:mathjax|MathJax)[^>]*>.*?</script>", re.S)
 
 
@@ -657,8 +671,12 @@ def offline_math(html: str) -> str:
             out.append(part)
             skip_next = True
             continue
-        out.append(_MATH.sub(lambda m: _math_image(m.group(1) or m.group(2),
-                                                   m.group(1) is not None), part))
+        # only text between tags: a "$" inside an attribute value stays as it is
+        out.append("".join(
+            piece if piece.startswith("<") else
+            _MATH.sub(lambda m: _math_image(m.group(1) or m.group(2), m.group(1) is not None),
+                      piece)
+            for piece in _TAG.split(part)))
     return "".join(out)
 
 
@@ -809,28 +827,36 @@ def summary_table(scores):
     return summary.reset_index()
 
 
+def _by_learner_csv(csv_path: Path) -> Path:
+    return Path(csv_path).with_name(Path(csv_path).stem + "_by_learner.csv")
+
+
 def grade(submissions_dir: Path = SUBMISSIONS_DIR, notebooks: Sequence[Path] | None = None,
           course_dir: Path = COURSE_DIR, csv_path: Path | None = GRADES_CSV,
           timeout: int = CELL_TIMEOUT, feedback: bool = True, jobs: int = 1,
-          notebook_timeout: int = NOTEBOOK_TIMEOUT):
+          notebook_timeout: int = NOTEBOOK_TIMEOUT, limits=None):
     """The whole ``make grade``: fresh course, grade every submission, write the CSVs.
 
     Returns the long score table (see :func:`score_table`). ``csv_path`` gets the long table;
     a sibling ``<stem>_by_learner.csv`` gets :func:`wide_table`. Both are written from the
-    gradebook after every sandbox has ended (any earlier file is replaced).
+    gradebook after every sandbox has ended. Earlier files are removed first, so a run that
+    fails leaves no stale table behind. ``limits`` (:class:`utils.course.limits.Limits`)
+    bound each sandbox.
     """
+    if csv_path is not None:
+        for stale in (Path(csv_path), _by_learner_csv(csv_path)):
+            stale.unlink(missing_ok=True)
     notebooks = course_notebooks() if notebooks is None else [Path(p) for p in notebooks]
     submissions = find_submissions(submissions_dir, [Path(nb).name for nb in notebooks])
     build_course(notebooks, course_dir=course_dir, student_dir=None, timeout=timeout)
     status = autograde(submissions, course_dir=course_dir, timeout=timeout, feedback=feedback,
-                       jobs=jobs, notebook_timeout=notebook_timeout)
+                       jobs=jobs, notebook_timeout=notebook_timeout, limits=limits)
     scores = score_table(course_dir, learners=submissions, status=status)
     if csv_path is not None:
         csv_path = Path(csv_path)
         csv_path.parent.mkdir(parents=True, exist_ok=True)
         scores.to_csv(csv_path, index=False)
-        wide_table(scores).to_csv(csv_path.with_name(csv_path.stem + "_by_learner.csv"),
-                                  index=False)
+        wide_table(scores).to_csv(_by_learner_csv(csv_path), index=False)
     return scores
 
 
@@ -858,6 +884,14 @@ def main(argv: list[str] | None = None) -> None:
                        help="seconds per cell when autograding")
     p_grade.add_argument("--notebook-timeout", type=int, default=NOTEBOOK_TIMEOUT,
                          help="seconds per notebook (all cells) in its sandbox")
+    from .limits import Limits
+
+    p_grade.add_argument("--memory-mb", type=int, default=Limits.memory_mb,
+                         help="memory per sandbox in MB (0: no limit)")
+    p_grade.add_argument("--processes", type=int, default=Limits.processes,
+                         help="processes and threads per sandbox (0: no limit)")
+    p_grade.add_argument("--file-mb", type=int, default=Limits.file_mb,
+                         help="largest file a sandbox may write, in MB (0: no limit)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     notebooks = args.notebooks or course_notebooks()
@@ -873,7 +907,8 @@ def main(argv: list[str] | None = None) -> None:
         scores = grade(args.submissions, notebooks, course_dir=args.course_dir,
                        csv_path=args.csv, timeout=args.timeout,
                        feedback=not args.no_feedback, jobs=args.jobs,
-                       notebook_timeout=args.notebook_timeout)
+                       notebook_timeout=args.notebook_timeout,
+                       limits=Limits(args.memory_mb, args.processes, args.file_mb))
     except ValueError as err:
         sys.exit(f"error: {err}")
     except SandboxUnavailable as err:

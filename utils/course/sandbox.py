@@ -11,10 +11,15 @@ Each submission runs in its own ``bwrap`` namespace sandbox (Debian package ``bu
   notebook, where it writes the executed notebook and its exported answers. The instructor
   sources (``notebooks/``, ``build/nbgrader/source``), the gradebook, the CSV files and the
   other learners' folders are simply not there;
-- no capabilities (``--cap-drop ALL``), a fresh session (no terminal injection).
+- no capabilities (``--cap-drop ALL``), a fresh session (no terminal injection);
+- resource limits set by the grader (:mod:`utils.course.limits`): memory and processes for
+  the whole sandbox (a control group where one can be made, rlimits otherwise) and the size
+  of any file it writes.
 
 Inside, :func:`run_notebook` (``python -m utils.course.sandbox``) executes the notebook cell by
-cell with nbclient (errors allowed, a time limit per cell) and, just before each test cell,
+cell with nbclient (errors allowed, a time limit per cell that interrupts and then kills a
+kernel that ignores the interrupt, :mod:`utils.course.watchdog`; outputs kept up to a budget
+per cell, :data:`MAX_CELL_OUTPUT_CHARS`) and, just before each test cell,
 exports the variables the test reads with :func:`utils.course.answers.export`. The executed
 notebook is saved after every cell, so a kernel that dies or a notebook that runs out of time
 keeps what it had done: an exercise that hangs or crashes costs only itself and those after
@@ -29,12 +34,15 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 from ..config import DATA_DIR, MITDB_ENV, ROOT
+from . import limits as limits_module
+from .limits import Limits
 
 #: Mount point of the learner's own folder inside the sandbox.
 SANDBOX_DIR = "/sandbox"
@@ -150,6 +158,7 @@ class SandboxResult:
     seconds: float
     timed_out: bool
     log: str
+    peak_memory_mb: float | None = None
 
 
 def prepare_workdir(workdir: Path, notebook, plan: dict) -> None:
@@ -170,20 +179,34 @@ def prepare_workdir(workdir: Path, notebook, plan: dict) -> None:
     (spec_dir / "kernel.json").write_text(json.dumps(spec))
 
 
-def run_sandboxed(workdir: Path, cell_timeout: int, notebook_timeout: int) -> SandboxResult:
+def _log_tail(path: Path, size: int = 4000) -> str:
+    """The last ``size`` bytes of the sandbox log (which the learner's code can fill)."""
+    with open(path, "rb") as log:
+        log.seek(0, os.SEEK_END)
+        log.seek(max(0, log.tell() - size))
+        return log.read().decode(errors="replace")
+
+
+def run_sandboxed(workdir: Path, cell_timeout: int, notebook_timeout: int,
+                  limits: Limits | None = None) -> SandboxResult:
     """Execute ``workdir/input.ipynb`` in a sandbox (see :func:`prepare_workdir`).
 
-    Kills the whole sandbox after ``notebook_timeout`` seconds. Never raises for anything the
-    notebook does; the results are the files it left in ``workdir``.
+    Kills the whole sandbox after ``notebook_timeout`` seconds; ``limits`` (default
+    :class:`~utils.course.limits.Limits`) bound its memory, processes and file sizes. Never
+    raises for anything the notebook does; the results are the files it left in ``workdir``.
     """
+    limits = Limits() if limits is None else limits
     argv = [str(_venv_python()), "-m", "utils.course.sandbox", "--cell-timeout",
             str(int(cell_timeout))]
-    cmd = sandbox_command(workdir, argv)
+    workdir = Path(workdir)
+    log_path = workdir.parent / (workdir.name + ".log")
+    cgroup_file = workdir.parent / (workdir.name + ".cgroups")
+    cmd = limits_module.wrap(limits, sandbox_command(workdir, argv), cgroup_file)
     start = time.perf_counter()
-    log_path = Path(workdir).parent / (Path(workdir).name + ".log")
-    with open(log_path, "w") as log:
+    with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+                                stdin=subprocess.DEVNULL, start_new_session=True,
+                                env={**os.environ, "PYTHONPATH": str(ROOT)})
         timed_out = False
         try:
             proc.wait(timeout=notebook_timeout)
@@ -191,13 +214,49 @@ def run_sandboxed(workdir: Path, cell_timeout: int, notebook_timeout: int) -> Sa
             timed_out = True
             os.killpg(proc.pid, signal.SIGKILL)  # bwrap's namespace dies with it
             proc.wait()
-    text = log_path.read_text(errors="replace")[-4000:]
-    return SandboxResult(proc.returncode, time.perf_counter() - start, timed_out, text)
+    seconds = time.perf_counter() - start
+    folders = [Path(line) for line in cgroup_file.read_text().splitlines()] \
+        if cgroup_file.is_file() else []
+    peak = limits_module.peak_memory_mb(folders)
+    limits_module.remove_cgroups(folders)
+    text = _log_tail(log_path)
+    return SandboxResult(proc.returncode, seconds, timed_out, text, peak)
 
 
 # --------------------------------------------------------------------------- inside the sandbox
 EXPORT_CODE = ("__import__('utils.course.answers', fromlist=['export']).export("
                "globals(), {names!r}, {path!r})")
+
+
+#: Characters of output one cell may leave (more is dropped, with a note in the notebook).
+MAX_CELL_OUTPUT_CHARS: int = 200_000
+
+
+def _bounded_client_class():
+    """nbclient's ``NotebookClient`` that stops storing a cell's outputs past a budget (a cell
+    printing 200 MB would otherwise be held in memory and written to ``output.ipynb``)."""
+    from nbclient import NotebookClient
+
+    class BoundedClient(NotebookClient):
+        budget = MAX_CELL_OUTPUT_CHARS
+
+        def output(self, outs, msg, display_id, cell_index):
+            content = msg.get("content", {})
+            size = len(str(content.get("text", ""))) + sum(
+                len(str(v)) for v in (content.get("data") or {}).values()) + \
+                len(str(content.get("traceback", "")))
+            used = self._used.get(cell_index, 0) + size
+            self._used[cell_index] = used
+            if used > self.budget:
+                self._dropped[cell_index] = self._dropped.get(cell_index, 0) + size
+                return None
+            return super().output(outs, msg, display_id, cell_index)
+
+        def reset_budget(self, cell_index: int) -> None:
+            self._used = {cell_index: 0}
+            self._dropped = {}
+
+    return BoundedClient
 
 
 def run_notebook(directory: Path = Path(SANDBOX_DIR), cell_timeout: int = 900) -> None:
@@ -207,9 +266,10 @@ def run_notebook(directory: Path = Path(SANDBOX_DIR), cell_timeout: int = 900) -
     are exported to ``answers/<grade_id>``. A dead kernel ends the run (what was saved stays).
     """
     import nbformat
-    from nbclient import NotebookClient
     from nbclient.exceptions import DeadKernelError
-    from nbformat.v4 import new_code_cell
+    from nbformat.v4 import new_code_cell, new_output
+
+    from . import watchdog
 
     directory = Path(directory)
     nb = nbformat.read(directory / "input.ipynb", as_version=4)
@@ -220,10 +280,12 @@ def run_notebook(directory: Path = Path(SANDBOX_DIR), cell_timeout: int = 900) -
         nbformat.write(nb, directory / "output.ipynb")
         (directory / "status.json").write_text(json.dumps(status))
 
-    client = NotebookClient(nb, timeout=cell_timeout, kernel_name="python3",
-                            allow_errors=True, interrupt_on_timeout=True,
-                            resources={"metadata": {"path": str(directory)}})
+    client = _bounded_client_class()(nb, timeout=None, kernel_name="python3",
+                                     allow_errors=True,
+                                     resources={"metadata": {"path": str(directory)}})
+    client.reset_budget(0)
     save()
+    over_time, fired = "", threading.Event()
     with client.setup_kernel():
         try:
             for index, cell in enumerate(nb.cells):
@@ -231,14 +293,25 @@ def run_notebook(directory: Path = Path(SANDBOX_DIR), cell_timeout: int = 900) -
                     names, gid = plan[index]["names"], plan[index]["grade_id"]
                     probe = new_code_cell(EXPORT_CODE.format(
                         names=list(names), path=str(directory / "answers" / gid)))
-                    client.execute_cell(probe, index, store_history=False)
+                    watchdog.execute(client, probe, index, cell_timeout, store_history=False)
                 if cell.cell_type == "code":
-                    client.execute_cell(cell, index)
+                    client.reset_budget(index)
+                    over_time = f"cell {index} ran over {cell_timeout} s"
+                    if watchdog.execute(client, cell, index, cell_timeout, fired=fired):
+                        cell.outputs.append(new_output("stream", name="stderr", text=(
+                            f"[the grader interrupted this cell after {cell_timeout} s]\n")))
+                    over_time = ""
+                    if client._dropped:
+                        cell.outputs.append(new_output("stream", name="stderr", text=(
+                            f"[output truncated by the grader: {client._dropped[index]} more "
+                            f"characters not kept]\n")))
                 status["done"] = index + 1
                 save()
             status["state"] = "finished"
         except DeadKernelError as err:
-            status["state"] = f"kernel died: {err}"[:300]
+            status["state"] = (f"kernel killed: {over_time} and ignored the interrupt"
+                               if over_time and fired.is_set() else
+                               f"kernel died (memory or process limit, or killed): {err}")[:300]
         finally:
             save()
 
