@@ -184,7 +184,7 @@ def autograde(submissions: dict[str, dict[str, Path]], course_dir: Path = gradin
 
     from . import checking
 
-    course_dir = Path(course_dir)
+    course_dir = Path(course_dir).resolve()
     source = {p.name: p.parent.name for p in (course_dir / "source").glob("*/*.ipynb")}
     if not source:
         raise ValueError(f"no course in {course_dir}: run build_course (make student) first")

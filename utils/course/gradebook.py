@@ -347,7 +347,7 @@ def grade_class(submissions_dir: Path = SUBMISSIONS_DIR, notebooks: Sequence[Pat
     notebooks = grading.course_notebooks() if notebooks is None else [Path(p) for p in notebooks]
     names = [Path(nb).name for nb in notebooks]
     submissions = grading.find_submissions(submissions_dir, names)
-    course_dir = Path(course_dir)
+    course_dir = Path(course_dir).resolve()  # the trusted kernel runs in another folder
     grading.build_course(notebooks, course_dir=course_dir, student_dir=None, timeout=timeout,
                          fresh=False)
     sources = {Path(nb).name: course_dir / "source" / grading.assignment_id(nb) / Path(nb).name
