@@ -22,6 +22,9 @@ from test_grading import SYNTH, synthetic_notebook, write
 from test_grading_sandbox import SOLVED, needs_sandbox
 from utils.course import exchange, gradebook
 
+#: Heavy end to end (nbgrader's command line, two gradings): `make test-class`.
+pytestmark = pytest.mark.class_workflow
+
 COURSE_ID = "xai-test"
 AID = "00_synthetic"
 #: A learner's nbgrader command as in a hub container (see the module docstring).

@@ -160,6 +160,7 @@ def runs(tmp_path_factory):
 
 
 @needs_sandbox
+@pytest.mark.class_workflow
 def test_first_run_grades_all_and_waits_for_the_written_answer(runs):
     first = runs["first"]
     assert first.graded == [("ann", "00_synthetic"), ("bob", "00_synthetic")]
@@ -172,6 +173,7 @@ def test_first_run_grades_all_and_waits_for_the_written_answer(runs):
 
 
 @needs_sandbox
+@pytest.mark.class_workflow
 def test_feedback_says_awaiting_then_shows_the_manual_score(runs):
     before, after = runs["before"], runs["after"]
     assert "Awaiting manual grading (2.0 points)" in before
@@ -180,6 +182,7 @@ def test_feedback_says_awaiting_then_shows_the_manual_score(runs):
 
 
 @needs_sandbox
+@pytest.mark.class_workflow
 def test_rubric_beside_the_answer_for_the_grader_never_in_feedback(runs):
     cells = runs["autograded"].cells
     index = next(i for i, c in enumerate(cells)
@@ -192,6 +195,7 @@ def test_rubric_beside_the_answer_for_the_grader_never_in_feedback(runs):
 
 
 @needs_sandbox
+@pytest.mark.class_workflow
 def test_export_after_manual_grading(runs):
     exported = runs["exported"]
     assert _rows(exported, "ann")["w0_ex4"] == (1.5, "graded (manual)")
@@ -200,6 +204,7 @@ def test_export_after_manual_grading(runs):
 
 
 @needs_sandbox
+@pytest.mark.class_workflow
 def test_second_run_grades_only_the_new_submission_and_keeps_manual(runs):
     second = runs["second"]
     assert second.graded == [("cem", "00_synthetic")]
@@ -214,6 +219,7 @@ def test_second_run_grades_only_the_new_submission_and_keeps_manual(runs):
 
 
 @needs_sandbox
+@pytest.mark.class_workflow
 def test_third_run_regrades_the_changed_submission(runs):
     third = runs["third"]
     assert third.graded == [("bob", "00_synthetic")]
@@ -223,6 +229,7 @@ def test_third_run_regrades_the_changed_submission(runs):
 
 
 @needs_sandbox
+@pytest.mark.class_workflow
 def test_formgrade_command(runs):
     cmd, env = gradebook.formgrade_command(runs["course"])
     assert "jupyterlab" in cmd and any(str(runs["course"].resolve()) in a for a in cmd)

@@ -107,6 +107,7 @@ def test_learner_requirements_drop_instructor_packages():
 
 
 @needs_notebooks
+@pytest.mark.class_workflow
 def test_release_make_test_passes_inside_it(built):
     """The release's own ``make test`` (its tests, its utils/), run in the release folder with
     this environment's Python (``-o .venv/.installed`` skips the install)."""

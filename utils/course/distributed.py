@@ -28,6 +28,7 @@ task is neither lost nor counted twice.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -44,6 +45,8 @@ from . import grading
 MAX_RESULT_BYTES: int = 256 * 1024 * 1024
 #: Files of the sandbox folder that are sent back (the rest is input or the kernelspec).
 RETURNED = ("output.ipynb", "status.json", "answers")
+#: Record of the last run's sandbox tasks in the course folder (worker, seconds).
+TASKS_FILE = "dask_tasks.json"
 #: Environment variable naming an existing Dask scheduler.
 SCHEDULER_ENV = "DASK_SCHEDULER_ADDRESS"
 
@@ -224,9 +227,12 @@ def autograde(submissions: dict[str, dict[str, Path]], course_dir: Path = gradin
                                  key=f"sandbox-{learner}-{aid}-{time.time_ns()}")
                    for learner, aid, name in tasks]
         files: dict[tuple[str, str], dict[str, bytes]] = {}
+        runs: list[dict] = []
         for k, future in enumerate(as_completed(futures), start=1):
             out: SandboxOutcome = future.result()
             key = (out.learner, out.assignment)
+            runs.append({"learner": out.learner, "assignment": out.assignment,
+                         "worker": out.worker, "seconds": round(out.seconds, 2)})
             if key in status or key in ran:  # cannot happen: one future per task
                 raise RuntimeError(f"{key} came back twice")
             if out.files is None:
@@ -247,6 +253,8 @@ def autograde(submissions: dict[str, dict[str, Path]], course_dir: Path = gradin
                                         timeout, pure=False,
                                         key=f"trusted-{aid}-{time.time_ns()}")
         tests = {aid: future.result() for aid, future in checks.items()}
+    # which worker ran each learner-notebook and for how long (docs/GRADING_AT_SCALE.md)
+    (course_dir / TASKS_FILE).write_text(json.dumps(runs, indent=1))
 
     for (learner, aid), (workdir, note) in sorted(ran.items()):
         checking.write_results(course_dir / "results" / learner / f"{aid}.json", workdir,

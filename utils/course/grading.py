@@ -870,8 +870,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"no notebooks match {NOTEBOOK_GLOB}")
     try:
         if args.command == "student":
+            # fresh=False: the gradebook of `make grade` (manual scores) stays
             released = build_course(notebooks, course_dir=args.course_dir,
-                                    student_dir=args.out, timeout=args.timeout)
+                                    student_dir=args.out, timeout=args.timeout, fresh=False)
             for path in released.values():
                 print(f"learner version: {Path(args.out) / path.name}")
             return
