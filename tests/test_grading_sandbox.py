@@ -78,7 +78,8 @@ def attacked(tmp_path_factory):
     secret_file = root / "secret.txt"
     secret_file.write_text("instructor-only\n")
     subs = root / "submissions"
-    honest = learner_notebook(released, **SOLVED)
+    # the honest learner answers the written question too (the others leave it as handed out)
+    honest = learner_notebook(released, **SOLVED, w0_ex4="The values are symmetric around 4.5.")
     write(honest, subs / "honest" / SYNTH)
     # Rewrites every grade in the gradebook and starts a detached process that rewrites the
     # CSV once grading is over; also tries the network.
@@ -149,7 +150,7 @@ answer = Always()
 
 def _points(scores: pd.DataFrame, learner: str) -> dict[str, float]:
     """Autograded points of ``learner`` (the hand-graded exercise is checked separately)."""
-    rows = scores[(scores["learner"] == learner) & (scores["status"] != grading.NEEDS_MANUAL)]
+    rows = scores[(scores["learner"] == learner) & (scores["exercise"] != "w0_ex4")]
     return dict(zip(rows["exercise"], rows["score"]))
 
 
@@ -180,9 +181,13 @@ def test_honest_learner_keeps_full_marks(attacked):
 @needs_sandbox
 def test_written_answer_needs_manual_grading(attacked):
     scores = attacked["scores"]
-    manual = scores[scores["exercise"] == "w0_ex4"]
-    assert len(manual) == 7 and (manual["status"] == grading.NEEDS_MANUAL).all()
-    assert manual["score"].isna().all()
+    manual = scores[scores["exercise"] == "w0_ex4"].set_index("learner")
+    assert len(manual) == 7
+    assert manual.loc["honest", "status"] == grading.NEEDS_MANUAL
+    assert pd.isna(manual.loc["honest", "score"])
+    # an answer left as handed out ("YOUR ANSWER HERE") scores 0, and says why
+    others = manual.drop(index="honest")
+    assert (others["status"] == grading.NO_ANSWER).all() and (others["score"] == 0).all()
     wide = grading.wide_table(scores).set_index("learner")
     assert wide.loc["honest", "max"] == 8.0 and wide.loc["honest", "manual_pending"] == 2.0
     assert wide.loc["honest", "total"] == 6.0

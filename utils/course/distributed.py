@@ -45,6 +45,9 @@ from . import grading
 MAX_RESULT_BYTES: int = 256 * 1024 * 1024
 #: Files of the sandbox folder that are sent back (the rest is input or the kernelspec).
 RETURNED = ("output.ipynb", "status.json", "answers")
+#: Learners checked by one trusted task (one run of the instructor notebook each): a class of
+#: 1,000 is checked by 20 tasks in parallel instead of one long one.
+TRUSTED_CHUNK: int = 50
 #: Record of the last run's sandbox tasks in the course folder (worker, seconds).
 TASKS_FILE = "dask_tasks.json"
 #: Environment variable naming an existing Dask scheduler.
@@ -179,10 +182,15 @@ def grading_client(jobs: int = 1, scheduler: str | None = None) -> Iterator:
 def autograde(submissions: dict[str, dict[str, Path]], course_dir: Path = grading.COURSE_DIR,
               timeout: int = grading.CELL_TIMEOUT, feedback: bool = True, jobs: int = 1,
               notebook_timeout: int = grading.NOTEBOOK_TIMEOUT, scheduler: str | None = None,
-              client=None) -> dict[tuple[str, str], str]:
+              client=None, trusted_chunk: int | None = None) -> dict[tuple[str, str], str]:
     """:func:`utils.course.grading.autograde` with the sandboxes and the trusted checks run as
     Dask tasks; returns ``{(learner, assignment): status}``. ``client`` is an existing Dask
-    client (else :func:`grading_client` makes one)."""
+    client (else :func:`grading_client` makes one). The learners of a week are checked in
+    trusted tasks of ``trusted_chunk`` learners each (:data:`TRUSTED_CHUNK`), which run in
+    parallel, each re-running the instructor notebook once."""
+    trusted_chunk = TRUSTED_CHUNK if trusted_chunk is None else int(trusted_chunk)
+    if trusted_chunk < 1:
+        raise ValueError(f"trusted_chunk must be at least 1, got {trusted_chunk}")
     from distributed import as_completed
 
     from . import checking
@@ -244,15 +252,22 @@ def autograde(submissions: dict[str, dict[str, Path]], course_dir: Path = gradin
                          f"{out.failure or out.note or 'ran to the end'} ({out.seconds:.0f} s "
                          f"on {out.worker}; {time.perf_counter() - start:.0f} s elapsed)")
 
-        checks = {}
+        checks = []
         for aid in sorted({aid for _, aid in ran}):
             name = next(n for n, a in source.items() if a == aid)
-            by_learner = {learner: files[(learner, a)] for (learner, a) in ran if a == aid}
-            grading._say(f"checking {aid} for {len(by_learner)} learner(s) in a trusted kernel")
-            checks[aid] = client.submit(trusted_task, aid, name, text[aid][0], by_learner,
-                                        timeout, pure=False,
-                                        key=f"trusted-{aid}-{time.time_ns()}")
-        tests = {aid: future.result() for aid, future in checks.items()}
+            learners = sorted(learner for (learner, a) in ran if a == aid)
+            chunks = [learners[i:i + trusted_chunk]
+                      for i in range(0, len(learners), trusted_chunk)]
+            grading._say(f"checking {aid} for {len(learners)} learner(s) in "
+                         f"{len(chunks)} trusted kernel(s)")
+            for chunk in chunks:
+                checks.append((aid, client.submit(
+                    trusted_task, aid, name, text[aid][0],
+                    {learner: files[(learner, aid)] for learner in chunk}, timeout,
+                    pure=False, key=f"trusted-{aid}-{chunk[0]}-{time.time_ns()}")))
+        tests: dict[str, dict[str, dict[str, list]]] = {}
+        for aid, future in checks:
+            tests.setdefault(aid, {}).update(future.result())
     # which worker ran each learner-notebook and for how long (docs/GRADING_AT_SCALE.md)
     (course_dir / TASKS_FILE).write_text(json.dumps(runs, indent=1))
 

@@ -332,7 +332,7 @@ def grade_class(submissions_dir: Path = SUBMISSIONS_DIR, notebooks: Sequence[Pat
                 timeout: int = grading.CELL_TIMEOUT, feedback: bool = True, jobs: int = 1,
                 notebook_timeout: int = grading.NOTEBOOK_TIMEOUT, engine: str = "dask",
                 scheduler: str | None = None, regrade: bool = False,
-                client=None) -> GradeReport:
+                client=None, trusted_chunk: int | None = None) -> GradeReport:
     """``make grade``: grade the new and changed submissions, keep everything else.
 
     ``engine`` is ``"dask"`` (one task per learner-notebook on a Dask cluster: ``client``, or
@@ -340,6 +340,7 @@ def grade_class(submissions_dir: Path = SUBMISSIONS_DIR, notebooks: Sequence[Pat
     ``jobs`` workers) or ``"threads"`` (:func:`utils.course.grading.autograde`, ``jobs``
     sandboxes at a time). Manual scores and the grades of unchanged submissions are kept;
     the CSV files and the feedback are rewritten from the gradebook at the end.
+    ``trusted_chunk``: learners per trusted-check task (Dask engine only).
     """
     if engine not in ("dask", "threads"):
         raise ValueError(f"engine must be 'dask' or 'threads', got {engine!r}")
@@ -376,7 +377,8 @@ def grade_class(submissions_dir: Path = SUBMISSIONS_DIR, notebooks: Sequence[Pat
             status = distributed.autograde(plan.todo, course_dir=course_dir, timeout=timeout,
                                            feedback=feedback, jobs=jobs,
                                            notebook_timeout=notebook_timeout,
-                                           scheduler=scheduler, client=client)
+                                           scheduler=scheduler, client=client,
+                                           trusted_chunk=trusted_chunk)
     stamp = time.strftime("%Y-%m-%d %H:%M:%S")
     for key, value in status.items():
         state[f"{key[0]}/{key[1]}"] = {"hash": plan.hashes[key], "status": value,
