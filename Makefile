@@ -6,13 +6,13 @@ PYTHON ?= $(shell for p in python3.12 python3.11 python3.10 python3; do \
 VENV    := .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
-NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb)) $(sort $(wildcard notebooks/deep_dives/*.ipynb))
 PYTEST_NB := --nbval --nbval-current-env --nbval-cell-timeout=900 \
              --nbval-sanitize-with tests/nbval_sanitize.cfg
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 export PYTHONHASHSEED ?= 0
 
-.PHONY: help install data lab instructor browser-test test unit notebooks models student grade bench clean evaluation \
+.PHONY: help install data lab instructor browser-test test test-portable unit notebooks models student grade bench clean evaluation \
         check-python check-venv sandbox sandbox-try grades formgrade release exchange-release collect test-class
 
 help:  ## list the targets and the variables
@@ -30,7 +30,7 @@ help:  ## list the targets and the variables
 #var COURSE_ID	nbgrader course id on the exchange (default xai-ecg)
 #var SUBMISSIONS	folder of <learner>/<notebook>.ipynb for make grade (default submissions)
 #var BENCH_ARGS	options for make bench, e.g. BENCH_ARGS="--quick"
-#var CHROMIUM	browser for make browser-test (default /usr/bin/chromium, apt-get if missing)
+#var CHROMIUM	browser for make browser-test / site-test (default /usr/bin/chromium, apt-get if missing)
 
 check-python:
 	@if [ -z "$(PYTHON)" ]; then \
@@ -76,13 +76,44 @@ $(BROWSER_SITE)/.installed: requirements-browser.txt $(STAMP)
 	$(PY) -m pip install -q --no-deps --target $(BROWSER_SITE) -r requirements-browser.txt
 	touch $@
 
-browser-test: data $(BROWSER_SITE)/.installed  ## headless Chromium: make lab hides solutions and tools (build/browser-test/*.png)
+chromium:
 	@test -x $(CHROMIUM) || { echo "$(CHROMIUM) not found: installing Debian's chromium (apt-get)"; \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
 	  && test -x $(CHROMIUM) || { echo "ERROR: could not install Chromium (apt-get needs root and Debian's"; \
 	  echo "       package registry). Install it yourself, or point CHROMIUM=/path/to/chromium at one."; exit 1; }; }
+
+browser-test: data $(BROWSER_SITE)/.installed chromium  ## headless Chromium: make lab hides solutions and tools (build/browser-test/*.png)
 	BROWSER_TEST=1 CHROMIUM=$(CHROMIUM) PYTHONPATH=$(CURDIR)/$(BROWSER_SITE)$${PYTHONPATH:+:$$PYTHONPATH} \
 	  $(PY) -m pytest tests/browser -q -ra -p no:cacheprovider
+
+# The course website: Sphinx + MyST-NB + sphinx-book-theme from requirements-site.txt, installed
+# like Playwright into a folder of its own (build/site-env, --no-deps: only packages .venv lacks,
+# checked by site/check_env.py), and MathJax from npm (site/package-lock.json) so that the
+# site draws its maths without a CDN.
+SITE_ENV := build/site-env
+SITE_NPM := build/site-npm
+.PHONY: chromium site site-test
+
+$(SITE_ENV)/.installed: requirements-site.txt $(STAMP)
+	rm -rf $(SITE_ENV)
+	$(PY) -m pip install -q --no-deps --target $(SITE_ENV) -r requirements-site.txt
+	PYTHONPATH=$(CURDIR)/$(SITE_ENV) $(PY) site/check_env.py $(SITE_ENV)
+	touch $@
+
+$(SITE_NPM)/.installed: site/package.json site/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { echo "ERROR: make site needs npm (Node.js) to install"; \
+	  echo "       MathJax (apt-get install npm, or see docs/SITE.md)."; exit 1; }
+	rm -rf $(SITE_NPM) && mkdir -p $(SITE_NPM)
+	cp site/package.json site/package-lock.json $(SITE_NPM)/
+	cd $(SITE_NPM) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $@
+
+site: $(SITE_ENV)/.installed $(SITE_NPM)/.installed  ## the course website from the executed notebooks (learner view) -> build/site/
+	PYTHONPATH=$(CURDIR)/$(SITE_ENV)$${PYTHONPATH:+:$$PYTHONPATH} $(PY) site/site_build.py
+
+site-test: site $(BROWSER_SITE)/.installed chromium  ## build/site/ in headless Chromium: pages, images, links, maths, no solution
+	SITE_TEST=1 CHROMIUM=$(CHROMIUM) PYTHONPATH=$(CURDIR)/$(BROWSER_SITE):$(CURDIR)/$(SITE_ENV)$${PYTHONPATH:+:$$PYTHONPATH} \
+	  $(PY) -m pytest tests/site -q -ra -p no:cacheprovider
 
 unit: data sandbox-try  ## unit tests only (skips the slow autograding of the real notebooks)
 	GRADING_SKIP_AUTOGRADE=1 $(PY) -m pytest tests -q -m "not class_workflow"
@@ -92,6 +123,11 @@ test: data sandbox-try  ## unit tests + every notebook re-executed and compared 
 
 test-class: data sandbox-try  ## end to end: incremental grades, exchange, Dask cluster, release's make test (~5 min)
 	$(PY) -m pytest tests -q -ra -s -m class_workflow
+
+# The same comparison with the numerics turned to the other side (oneDNN flipped, one thread for
+# TensorFlow/OpenMP/BLAS, another hash seed): an output that depends on the CPU fails here.
+test-portable: data  ## every notebook re-executed under perturbed numerics and compared (nbval)
+	$(PY) -m utils.course.portable $(NOTEBOOKS) $(PYTEST_NB) -q -ra
 
 notebooks: data  ## re-execute the notebooks in place (refresh the committed outputs)
 	$(PY) -m utils.course.execute $(NOTEBOOKS)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import nbformat
 import pytest
 
+from utils import config
 from utils.course import exercises, grading
 
 SOLUTION = """### BEGIN SOLUTION
@@ -116,6 +117,17 @@ def test_pass_message_is_uniform_and_names_no_value():
     assert not any(ch.isdigit() for ch in message.replace("Exercise 2", "").replace("week 3", ""))
     with pytest.raises(ValueError):
         exercises.pass_message("w3_written")
+    assert exercises.pass_message("d4_ex1").startswith("Exercise 1 (deep dive 4): form checks")
+    with pytest.raises(ValueError):
+        exercises.pass_message("x4_ex1")
+
+
+DEEP_DIVES = sorted((config.ROOT / "notebooks" / "deep_dives").glob("D[0-9]*.ipynb"))
+
+
+@pytest.mark.parametrize("path", DEEP_DIVES, ids=[p.stem[:2] for p in DEEP_DIVES])
+def test_deep_dives_follow_the_exercise_rules(path):
+    assert exercises.check_exercises(path) == []
 
 
 def test_visible_part_drops_hidden_tests():

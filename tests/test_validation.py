@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from utils import config
 from utils.attention import attention_readout
 from utils.cam import class_activation_map
+from utils.counterfactual import nearest_unlike_neighbour, native_guide, wachter
 from utils.gradcam import grad_cam
 from utils.integrated_gradients import batched_integrated_gradients, integrated_gradients
 from utils.lime_shap import gradient_shap, kernel_shap_segments, lime_segments
@@ -37,6 +38,12 @@ EXPLAINERS = {
     "integrated_gradients": ("fcn", lambda m, X, t: integrated_gradients(m, X, t, n_steps=2)),
     "batched_ig": ("lstm", lambda m, X, t: batched_integrated_gradients(m, X, t, n_steps=2)),
     "attention": ("attention_lstm", lambda m, X, t: attention_readout(m, X, t)),
+    "native_guide": ("fcn", lambda m, X, t: native_guide(m, X, t, reference=_BG,
+                                                         reference_y=[0, 1],
+                                                         require_predicted=False)),
+    "nun_dtw": ("fcn", lambda m, X, t: nearest_unlike_neighbour(
+        m, X, t, reference=_BG, reference_y=[0, 1], distance="dtw", require_predicted=False)),
+    "wachter": ("fcn", lambda m, X, t: wachter(m, X, t, max_steps=1)),
 }
 
 
@@ -138,11 +145,27 @@ def test_bad_baselines_backgrounds_and_references(fcn, position, value):
         permutation_importance(fcn, X, [0, 1, 2], how="mean", reference=bad)
 
 
+@_settings
+@given(position=st.tuples(st.integers(0, W - 1), st.integers(0, 1)),
+       value=st.sampled_from([np.nan, np.inf, -np.inf]))
+def test_bad_counterfactual_references(fcn, position, value):
+    bad = _BG.copy()
+    bad[(1, *position)] = value
+    for method in (native_guide, nearest_unlike_neighbour):
+        with pytest.raises(ValueError, match="NaN or infinite"):
+            method(fcn, _good(), 0, reference=bad, reference_y=[0, 1])
+    with pytest.raises(ValueError, match="reference classes"):
+        native_guide(fcn, _good(), 0, reference=_BG, reference_y=[0, 1, 2])
+
+
 def test_bad_outputs_and_options(fcn):
     X = _good()
     for call in (lambda: lime_segments(fcn, X, 0, output="softmax"),
                  lambda: grad_cam(fcn, X, 0, output="softmax"),
-                 lambda: batched_integrated_gradients(fcn, X, 0, output="softmax")):
+                 lambda: batched_integrated_gradients(fcn, X, 0, output="softmax"),
+                 lambda: wachter(fcn, X, 0, output="softmax"),
+                 lambda: native_guide(fcn, X, 0, output="softmax", reference=_BG,
+                                      reference_y=[0, 1])):
         with pytest.raises(ValueError, match="output must be"):
             call()
     with pytest.raises(ValueError, match="n_segments"):

@@ -44,3 +44,22 @@ def setup_notebook(seed: int = config.SEED, threads: int | None = None) -> None:
         pd.set_option("display.width", 120)
     except ImportError:  # pragma: no cover - pandas is pinned in requirements
         pass
+
+
+def residual(value: float, bound: float) -> str:
+    """A residual that should be zero up to rounding, printed so that every CPU prints the same.
+
+    The digits of a float-rounding residual (``1.8e-15`` here, ``0.0`` on the next machine) depend
+    on the order in which the CPU summed, so a notebook prints the verdict ``"< 1e-9"`` instead.
+    A residual at or above the bound is a real result and is printed with two significant digits
+    and the bound: ``"= 0.25 (above the bound 1e-6)"``.
+    """
+    if abs(value) < bound:
+        return f"< {_short(bound)}"
+    return f"= {value:.2g} (above the bound {_short(bound)})"
+
+
+def _short(bound: float) -> str:
+    """``1e-09`` -> ``1e-9``: a bound, written without the padded exponent of float noise."""
+    mantissa, _, exponent = f"{bound:.0e}".partition("e")
+    return f"{mantissa}e{int(exponent)}"

@@ -137,9 +137,12 @@ def _multimodal_specs() -> dict:
 
 
 def all_names() -> list[str]:
-    """Every model ``make models`` trains: the 8-class models of :data:`MODEL_SPECS` and the
-    AAMI models of :data:`utils.multimodal.SPECS` (trained on DS1)."""
-    return list(MODEL_SPECS) + list(_multimodal_specs())
+    """Every model ``make models`` trains: the 8-class models of :data:`MODEL_SPECS`, the
+    AAMI models of :data:`utils.multimodal.SPECS` (trained on DS1) and the final model of the
+    DS1 selection protocol (:data:`utils.protocol_model.NAME`, ``docs/PROTOCOL.md``)."""
+    from .protocol_model import NAME as PROTOCOL_NAME
+
+    return list(MODEL_SPECS) + list(_multimodal_specs()) + [PROTOCOL_NAME]
 
 
 def build(name: str):
@@ -346,6 +349,12 @@ def load_trained(name: str, retrain: bool = False, data: BeatData | None = None)
         if retrain:
             train_named(name)
         return load_named(name)
+    from . import protocol_model
+
+    if name == protocol_model.NAME:
+        if retrain:
+            protocol_model.train_final()
+        return protocol_model.load_final()
     if retrain:
         train(name, data=data)
     cfg = read_config(name)
@@ -376,6 +385,15 @@ def main(argv: list[str] | None = None) -> None:
     data = load_beats()
     for name in args.names:
         print(f"== training {name}", flush=True)
+        from . import protocol_model
+
+        if name == protocol_model.NAME:
+            cfg = protocol_model.train_final()
+            d = cfg["aami_ds2"]
+            print(f"== {name}: {cfg['spec']['candidate']} lambda {cfg['spec']['lambda']}, "
+                  f"{cfg['train_seconds']} s, DS2 (AAMI) SVEB Se {d['sveb_se']} +P "
+                  f"{d['sveb_ppv']}, VEB Se {d['veb_se']} +P {d['veb_ppv']}", flush=True)
+            continue
         if name in _multimodal_specs():
             from .multimodal import train_named
 

@@ -32,22 +32,16 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from browser_support import chromium_browser  # tests/ is on sys.path under pytest
 from utils.config import ROOT
 from utils.course import grading
 
 if os.environ.get("BROWSER_TEST") != "1":
     pytest.skip("browser test: run `make browser-test`", allow_module_level=True)
-playwright_api = pytest.importorskip("playwright.sync_api")
+pytest.importorskip("playwright.sync_api")
 
 OUT = ROOT / "build" / "browser-test"
 NOTEBOOK = "01_interpretable_vs_explainable_pfi.ipynb"
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-#: Playwright would download a browser of its own (no internet here): Debian's Chromium with
-#: everything that phones home switched off.
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage"]
 #: Seconds allowed for running the notebook up to its first exercise (about 1.5 min on an idle
 #: 2-core machine; a loaded CI machine may need several times that).
 RUN_TIMEOUT = float(os.environ.get("BROWSER_TEST_TIMEOUT", 900))
@@ -110,14 +104,8 @@ def learner_lab():
 
 @pytest.fixture(scope="module")
 def browser():
-    if not Path(CHROMIUM).is_file():
-        pytest.fail(f"Chromium not found at {CHROMIUM}: run `make browser-test`, which "
-                    "installs it (apt-get install chromium), or set CHROMIUM=/path/to/chromium")
-    with playwright_api.sync_playwright() as pw:
-        instance = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
-                                      headless=True)
+    with chromium_browser("browser-test") as instance:
         yield instance
-        instance.close()
 
 
 def _first_exercise_index(path: Path) -> int:

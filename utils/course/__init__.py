@@ -4,6 +4,7 @@
 - ``sandbox``, ``answers``, ``checking``: ``make grade``'s bubblewrap sandbox, the plain-data
   answers a sandbox exports, and the trusted check of those answers;
 - ``execute``: re-executes the notebooks in place (``make notebooks``);
+- ``portable``: the notebooks under perturbed numerics (``make test-portable``);
 - ``benchmark``: ``make bench``;
 - ``learner``: the learner's JupyterLab (``make lab``) and the instructor's (``make instructor``);
 - ``exercises``: the exercise template (``exercise_passed``, ``forbid``) and its checker.

@@ -36,8 +36,11 @@ from typing import Iterable, Iterator
 
 #: Heading of every exercise: ``### Exercise 2 - PFI of one lead (2 points)``.
 HEADING_RE = re.compile(r"^###\s+Exercise\s+(\d+)\s+-\s+(.+?)\s+\((\d+(?:\.\d+)?)\s+points?\)\s*$")
-#: Grade ids of autograded exercises and of written answers.
-GRADE_ID_RE = re.compile(r"^w(\d+)_(ex\d+|written\d*)(_test)?$")
+#: Grade ids of autograded exercises and of written answers: ``w<week>_...`` in the weeks,
+#: ``d<k>_...`` in the deep dives (``notebooks/deep_dives/D<k>_*.ipynb``).
+GRADE_ID_RE = re.compile(r"^(?P<kind>[wd])(?P<number>\d+)_(?P<part>ex\d+|written\d*)(_test)?$")
+#: How a pass message names the notebook of a grade id.
+NOTEBOOK_KIND: dict[str, str] = {"w": "week", "d": "deep dive"}
 
 #: Names and words in a visible test that mean it computes or shows the reference.
 REFERENCE_RE = re.compile(r"\b(_*expected\w*|_ref\w*|_*reference\w*|_check\w*)\b", re.IGNORECASE)
@@ -69,12 +72,14 @@ class Problem:
 
 
 def pass_message(grade_id: str) -> str:
-    """The one pass message of the course, e.g. ``"Exercise 2 (week 1): form checks passed"``."""
+    """The one pass message of the course, e.g. ``"Exercise 2 (week 1): form checks passed"``
+    (``"Exercise 1 (deep dive 4)"`` for ``d4_ex1``)."""
     match = GRADE_ID_RE.match(str(grade_id))
-    if not match or not match.group(2).startswith("ex"):
-        raise ValueError(f"not an exercise grade id (w<week>_ex<k>): {grade_id!r}")
-    week, k = match.group(1), match.group(2)[2:]
-    return (f"Exercise {k} (week {week}): form checks passed. The points are decided when your "
+    if not match or not match.group("part").startswith("ex"):
+        raise ValueError(f"not an exercise grade id (w<week>_ex<k> or d<k>_ex<k>): {grade_id!r}")
+    where = f"{NOTEBOOK_KIND[match.group('kind')]} {match.group('number')}"
+    k = match.group("part")[2:]
+    return (f"Exercise {k} ({where}): form checks passed. The points are decided when your "
             "notebook is graded.")
 
 
@@ -259,7 +264,7 @@ def check_exercises(nb, require_written: bool = True) -> list[Problem]:
             before = [i for i in headings if i < index]
             if match and before:
                 k, points = headings[max(before)]
-                if f"ex{k}" != match.group(2):
+                if f"ex{k}" != match.group("part"):
                     problems.append(Problem(index, grade_id, "template",
                                             f"the nearest heading is exercise {k}"))
                 elif float(meta.get("points", 0)) != points:
