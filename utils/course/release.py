@@ -140,7 +140,9 @@ def build_release(out_dir: Path | None = None, notebooks: Sequence[Path] | None 
         learner_requirements((root / "requirements.txt").read_text()))
     shutil.copy2(root / "pyproject.toml", out_dir / "pyproject.toml")
     files += 2 + _copy_tree(TEMPLATE_DIR, out_dir)
-    leaks = find_leaks(out_dir, notebooks)
+    # the deep dives are not handed out here (make lab does not offer them either), but their
+    # solutions must not be readable in what is (e.g. in a shipped utils module)
+    leaks = find_leaks(out_dir, [*notebooks, *deep_dives(root)])
     if leaks:
         shutil.rmtree(out_dir)
         raise RuntimeError("the learner release would give answers away:\n  "
@@ -154,6 +156,11 @@ def build_release(out_dir: Path | None = None, notebooks: Sequence[Path] | None 
             handle.add(out_dir, arcname=out_dir.name,
                        filter=lambda info: None if ".git" in Path(info.name).parts else info)
     return Release(out_dir, tar, sorted((out_dir / "notebooks").glob("*.ipynb")), files)
+
+
+def deep_dives(root: Path = ROOT) -> list[Path]:
+    """The deep-dive notebooks (``notebooks/deep_dives/*.ipynb``), sorted."""
+    return sorted((Path(root) / "notebooks" / "deep_dives").glob("*.ipynb"))
 
 
 def _git_commit(folder: Path) -> None:
