@@ -13,7 +13,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 3
 export PYTHONHASHSEED ?= 0
 
 .PHONY: help install data lab instructor browser-test test test-portable unit notebooks models student grade bench clean evaluation \
-        check-python check-venv sandbox sandbox-try
+        check-python check-venv sandbox sandbox-try grades formgrade release exchange-release collect test-class
 
 help:  ## list the targets and the variables
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -23,7 +23,11 @@ help:  ## list the targets and the variables
 #var MITDB_DIR	local copy of MIT-BIH, used in place (else data/mitdb/, else a download)
 #var PYTHON	Python 3.10-3.12 that creates .venv (default: the first one found)
 #var LAB_ARGS	extra jupyter lab options for lab/instructor, e.g. LAB_ARGS="--port 8899"
-#var JOBS	notebooks that make grade grades at the same time (default 1)
+#var JOBS	notebooks that make grade grades at the same time: LocalCluster workers (default 1)
+#var DASK_SCHEDULER_ADDRESS	make grade sends its tasks to this Dask cluster (tcp://host:8786) instead
+#var GRADE_ARGS	more options for make grade, e.g. GRADE_ARGS="--regrade" or "--engine threads"
+#var EXCHANGE	nbgrader exchange root for exchange-release/collect (default /srv/nbgrader/exchange)
+#var COURSE_ID	nbgrader course id on the exchange (default xai-ecg)
 #var SUBMISSIONS	folder of <learner>/<notebook>.ipynb for make grade (default submissions)
 #var CELL_TIMEOUT	make grade: seconds a cell may run, then interrupted; killed 10 s later (default 300)
 #var NOTEBOOK_TIMEOUT	make grade: seconds a whole notebook may run in its sandbox (default 1200)
@@ -117,10 +121,13 @@ site-test: site $(BROWSER_SITE)/.installed chromium  ## build/site/ in headless 
 	  $(PY) -m pytest tests/site -q -ra -p no:cacheprovider
 
 unit: data sandbox-try  ## unit tests only (skips the slow autograding of the real notebooks)
-	GRADING_SKIP_AUTOGRADE=1 $(PY) -m pytest tests -q
+	GRADING_SKIP_AUTOGRADE=1 $(PY) -m pytest tests -q -m "not class_workflow"
 
 test: data sandbox-try  ## unit tests + every notebook re-executed and compared with pytest --nbval
-	$(PY) -m pytest tests $(NOTEBOOKS) $(PYTEST_NB) -q -ra
+	$(PY) -m pytest tests $(NOTEBOOKS) $(PYTEST_NB) -q -ra -m "not class_workflow"
+
+test-class: data sandbox-try  ## end to end: incremental grades, exchange, Dask cluster, release's make test (~5 min)
+	$(PY) -m pytest tests -q -ra -s -m class_workflow
 
 # The same comparison with the numerics turned to the other side (oneDNN flipped, one thread for
 # TensorFlow/OpenMP/BLAS, another hash seed): an output that depends on the CPU fails here.
@@ -163,10 +170,30 @@ sandbox: sandbox-try
 	  echo "       Install it: sudo apt-get install bubblewrap (Debian/Ubuntu), dnf install bubblewrap (Fedora)."; \
 	  exit 1; }
 
-grade: data sandbox  ## grade SUBMISSIONS=submissions/<learner>/<nb>.ipynb in sandboxes -> build/grades.csv
-	$(PY) -m utils.course.grading grade $(SUBMISSIONS) --jobs $(JOBS) \
+GRADE_ARGS ?=
+EXCHANGE ?= /srv/nbgrader/exchange
+COURSE_ID ?= xai-ecg
+
+grade: data sandbox  ## grade new/changed SUBMISSIONS/<learner>/<nb>.ipynb (Dask tasks, sandboxes) -> build/grades.csv
+	$(PY) -m utils.course.gradebook grade $(SUBMISSIONS) --jobs $(JOBS) \
 	  --timeout $(CELL_TIMEOUT) --notebook-timeout $(NOTEBOOK_TIMEOUT) \
-	  --memory-mb $(SANDBOX_MEMORY_MB) --processes $(SANDBOX_PROCESSES) --file-mb $(SANDBOX_FILE_MB)
+	  --memory-mb $(SANDBOX_MEMORY_MB) --processes $(SANDBOX_PROCESSES) --file-mb $(SANDBOX_FILE_MB) \
+	  $(GRADE_ARGS)
+
+grades: $(STAMP)  ## after manual grading: rewrite build/grades*.csv and the feedback from the gradebook
+	$(PY) -m utils.course.gradebook export
+
+formgrade: $(STAMP)  ## nbgrader's formgrader on the gradebook: written answers with the rubric beside them
+	$(PY) -m utils.course.gradebook formgrade -- $(LAB_ARGS)
+
+release: $(STAMP)  ## learner distribution without answers -> build/release/xai-ecg-course/ and .tar.gz
+	$(PY) -m utils.course.release
+
+exchange-release: $(STAMP)  ## release the learner notebooks to nbgrader's exchange (EXCHANGE, COURSE_ID)
+	EXCHANGE=$(EXCHANGE) COURSE_ID=$(COURSE_ID) $(PY) -m utils.course.exchange release
+
+collect: $(STAMP)  ## collect the learners' submissions from the exchange into SUBMISSIONS (then make grade)
+	EXCHANGE=$(EXCHANGE) COURSE_ID=$(COURSE_ID) $(PY) -m utils.course.exchange collect --submissions $(SUBMISSIONS)
 
 BENCH_ARGS ?=
 

@@ -111,3 +111,9 @@ def linear_model():
     model.get_layer(LOGITS_LAYER).set_weights([rng.normal(0, 0.05, (config.WINDOW * 2, 8)),
                                                rng.normal(0, 0.1, 8)])
     return model
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "class_workflow: heavy end-to-end runs of the instructor's class workflow "
+        "(make test-class; make test deselects them)")

@@ -318,7 +318,9 @@ def attacked(tmp_path_factory):
     secret_file = root / "secret.txt"
     secret_file.write_text("instructor-only\n")
     subs = root / "submissions"
-    honest = {**SOLVED, "w0_ex1": SOLVED["w0_ex1"] + f"\nprint({HONEST_MARKER!r})"}
+    # the honest learners answer the written question too (the others leave it as handed out)
+    honest = {**SOLVED, "w0_ex1": SOLVED["w0_ex1"] + f"\nprint({HONEST_MARKER!r})",
+              "w0_ex4": "The values are symmetric around 4.5."}
     learners = {"honest": honest, "zz_honest": honest,
                 **issue17_attackers(course, subs, source, gradebook, csv, secret_file),
                 **attackers(course, subs)}

@@ -528,7 +528,9 @@ def test_real_solutions_get_full_marks(real_grades):
 def test_real_unchanged_learner_version_gets_zero(real_grades):
     scores = real_grades["scores"]
     empty = scores[scores["learner"] == "empty"]
-    assert set(empty["status"]) <= {"graded", grading.NEEDS_MANUAL}, empty["status"].unique()
+    # its written answers are left as handed out: 0 points, "no answer"
+    assert set(empty["status"]) <= {"graded", grading.NO_ANSWER}, empty["status"].unique()
+    assert (empty["status"] == grading.NO_ANSWER).sum() == len(GRADED_NOTEBOOKS)
     scored = empty[empty["score"] > 0]
     assert scored.empty, f"unchanged learner version scores points:\n{scored.to_string()}"
     assert len(empty) >= 3 * len(GRADED_NOTEBOOKS)

@@ -31,7 +31,7 @@ needs_sandbox = pytest.mark.skipif(sandbox_problem() is not None, reason=str(san
 
 def _points(scores: pd.DataFrame, learner: str) -> dict[str, float]:
     """Autograded points of ``learner`` (the hand-graded exercise is checked separately)."""
-    rows = scores[(scores["learner"] == learner) & (scores["status"] != grading.NEEDS_MANUAL)]
+    rows = scores[(scores["learner"] == learner) & (scores["exercise"] != "w0_ex4")]
     return dict(zip(rows["exercise"], rows["score"]))
 
 
@@ -63,10 +63,13 @@ def test_honest_learner_keeps_full_marks(attacked):
 @needs_sandbox
 def test_written_answer_needs_manual_grading(attacked):
     scores = attacked["scores"]
-    manual = scores[scores["exercise"] == "w0_ex4"]
+    manual = scores[scores["exercise"] == "w0_ex4"].set_index("learner")
     assert len(manual) == len(attacked["learners"])
-    assert (manual["status"] == grading.NEEDS_MANUAL).all()
-    assert manual["score"].isna().all()
+    assert manual.loc["honest", "status"] == grading.NEEDS_MANUAL
+    assert pd.isna(manual.loc["honest", "score"])
+    # an answer left as handed out ("YOUR ANSWER HERE") scores 0, and says why
+    others = manual.drop(index=["honest", "zz_honest"])
+    assert (others["status"] == grading.NO_ANSWER).all() and (others["score"] == 0).all()
     wide = grading.wide_table(scores).set_index("learner")
     assert wide.loc["honest", "max"] == 8.0 and wide.loc["honest", "manual_pending"] == 2.0
     assert wide.loc["honest", "total"] == 6.0

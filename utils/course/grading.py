@@ -45,6 +45,8 @@ from typing import Iterable, Sequence
 import nbformat
 
 from ..config import ROOT
+from .kernel import KERNEL_NAME
+from .kernel import ensure_venv_on_path as _ensure_venv_on_path
 from .sandbox import SandboxUnavailable
 
 #: Git-ignored folder for everything the grading workflow generates.
@@ -68,6 +70,8 @@ NOTEBOOK_TIMEOUT: int = 1200
 #: nbgrader's autograde steps with ``Execute`` replaced: nothing is executed there.
 AUTOGRADE_PREPROCESSORS: list[str] = [
     "utils.course.checking.InjectResults",
+    # the model answer and rubric beside each written answer, for the formgrader only
+    "utils.course.gradebook.ShowRubric",
     "nbgrader.preprocessors.IgnorePattern",
     "nbconvert.preprocessors.ClearMetadataPreprocessor",
     "nbgrader.preprocessors.LimitOutput",
@@ -77,6 +81,7 @@ AUTOGRADE_PREPROCESSORS: list[str] = [
 ]
 #: Feedback never shows the hidden tests (failure messages are cut to ``Name: message`` too).
 FEEDBACK_PREPROCESSORS: list[str] = [
+    "utils.course.gradebook.HideRubric",  # the rubric cells of ShowRubric never reach a learner
     "nbgrader.preprocessors.GetGrades",
     "nbgrader.preprocessors.ClearHiddenTests",
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
@@ -305,31 +310,7 @@ def _write_config_file(course_dir: Path, timeout: int) -> None:
     (Path(course_dir) / "nbgrader_config.py").write_text(text)
 
 
-KERNEL_NAME = "python3"
-
-
-def _ensure_venv_on_path(course_dir: Path) -> None:
-    """Make nbgrader use this environment: its ``bin/`` on ``PATH``, its Python as kernel.
-
-    ``make`` calls ``.venv/bin/python`` without activating the environment, so nbgrader would
-    not find the ``alembic`` command it runs for the gradebook. And the ``python3`` kernel
-    could resolve to another Python (a user-level kernelspec wins over the environment's): a
-    kernelspec for this interpreter is put first on ``JUPYTER_PATH``, as nbval's
-    ``--nbval-current-env`` does for the tests.
-    """
-    bindir = str(Path(sys.executable).parent)
-    parts = os.environ.get("PATH", "").split(os.pathsep)
-    if bindir not in parts:
-        os.environ["PATH"] = os.pathsep.join([bindir, *filter(None, parts)])
-    jupyter_dir = Path(course_dir).resolve() / "jupyter"
-    spec_dir = jupyter_dir / "kernels" / KERNEL_NAME
-    spec_dir.mkdir(parents=True, exist_ok=True)
-    spec = {"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-            "display_name": "Python 3 (ipykernel)", "language": "python"}
-    (spec_dir / "kernel.json").write_text(json.dumps(spec, indent=1))
-    paths = os.environ.get("JUPYTER_PATH", "").split(os.pathsep)
-    if str(jupyter_dir) not in paths:
-        os.environ["JUPYTER_PATH"] = os.pathsep.join([str(jupyter_dir), *filter(None, paths)])
+# The kernelspec helper lives in .kernel (the learner release ships it without this module).
 
 
 def _api(course_dir: Path, timeout: int):
@@ -374,12 +355,14 @@ def course_notebooks(root: Path = ROOT) -> list[Path]:
 
 def build_course(notebooks: Sequence[Path], course_dir: Path = COURSE_DIR,
                  student_dir: Path | None = STUDENT_DIR, timeout: int = CELL_TIMEOUT,
-                 min_exercises: int = 3) -> dict[str, Path]:
-    """Create a fresh nbgrader course from ``notebooks`` and generate the learner versions.
+                 min_exercises: int = 3, fresh: bool = True) -> dict[str, Path]:
+    """Create an nbgrader course from ``notebooks`` and generate the learner versions.
 
-    Each notebook becomes one assignment (id = file stem) in ``course_dir`` (emptied first,
-    which also resets the gradebook). Returns ``{assignment_id: released notebook}``; the
-    released notebooks are also copied, flat, to ``student_dir`` when it is given.
+    Each notebook becomes one assignment (id = file stem) in ``course_dir``. With ``fresh``
+    the folder is emptied first, which also resets the gradebook; without it only the sources
+    and releases are replaced, and the gradebook (manual grades), submissions and feedback stay
+    (:mod:`utils.course.gradebook`, ``make grade``). Returns ``{assignment_id: released
+    notebook}``; the released notebooks are also copied, flat, to ``student_dir`` when given.
     """
     notebooks = [Path(nb) for nb in notebooks]
     if not notebooks:
@@ -391,9 +374,11 @@ def build_course(notebooks: Sequence[Path], course_dir: Path = COURSE_DIR,
         check_source_notebook(nb, min_exercises=min_exercises)
 
     course_dir = Path(course_dir)
-    if course_dir.exists():
+    if course_dir.exists() and fresh:
         shutil.rmtree(course_dir)
-    course_dir.mkdir(parents=True)
+    for generated in ("source", "release"):
+        shutil.rmtree(course_dir / generated, ignore_errors=True)
+    course_dir.mkdir(parents=True, exist_ok=True)
     _write_config_file(course_dir, timeout)
     for aid, nb in zip(ids, notebooks):
         target = course_dir / "source" / aid
@@ -700,6 +685,27 @@ MISSING = "missing"
 NEEDS_MANUAL = "needs manual grading"
 
 
+#: Status of a written answer left as handed out ("YOUR ANSWER HERE"): 0 points.
+NO_ANSWER = "no answer (0 points)"
+#: Status of a manual score given to an earlier version of a resubmitted answer.
+MANUAL_REVIEW = "graded (manual), answer changed since: review"
+
+
+def manual_state(grade) -> tuple[float | None, str]:
+    """Score and status of a manually graded cell from its nbgrader ``Grade`` (or None).
+
+    A person's score wins; nbgrader gives an answer left exactly as handed out an automatic
+    0 (its checksum is unchanged), which counts as graded; anything else waits for a person.
+    """
+    if grade is None:
+        return None, NEEDS_MANUAL
+    if grade.manual_score is not None:
+        return grade.manual_score, MANUAL_REVIEW if grade.needs_manual_grade else "graded (manual)"
+    if grade.auto_score is not None:
+        return grade.auto_score, NO_ANSWER
+    return None, NEEDS_MANUAL
+
+
 def score_table(course_dir: Path = COURSE_DIR, learners: Iterable[str] = (),
                 status: dict[tuple[str, str], str] | None = None):
     """The gradebook as a ``pandas.DataFrame``, one row per learner and graded cell.
@@ -745,8 +751,7 @@ def score_table(course_dir: Path = COURSE_DIR, learners: Iterable[str] = (),
                         elif state != "graded":
                             score, cell_state = 0.0, state
                         elif manual:
-                            score = None if grade is None else grade.manual_score
-                            cell_state = NEEDS_MANUAL if score is None else "graded (manual)"
+                            score, cell_state = manual_state(grade)
                         else:
                             score = 0.0 if grade is None or grade.score is None else grade.score
                             cell_state = "graded"
@@ -899,8 +904,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"no notebooks match {NOTEBOOK_GLOB}")
     try:
         if args.command == "student":
+            # fresh=False: the gradebook of `make grade` (manual scores) stays
             released = build_course(notebooks, course_dir=args.course_dir,
-                                    student_dir=args.out, timeout=args.timeout)
+                                    student_dir=args.out, timeout=args.timeout, fresh=False)
             for path in released.values():
                 print(f"learner version: {Path(args.out) / path.name}")
             return

@@ -36,10 +36,10 @@ from pathlib import Path
 from typing import Sequence
 
 from ..config import ROOT
-from . import grading
+from .kernel import ensure_venv_on_path
 
 #: Everything ``make lab`` generates (course folder, Jupyter configuration, kernelspec).
-LEARNER_BUILD_DIR: Path = grading.BUILD_DIR / "learner"
+LEARNER_BUILD_DIR: Path = ROOT / "build" / "learner"
 #: Where the learner works: learner versions copied once, never overwritten (git-ignored).
 WORK_DIR: Path = ROOT / "work"
 #: nbgrader's JupyterLab extension (menu, Validate button, Create Assignment, formgrader UI).
@@ -77,6 +77,8 @@ def release_learner_notebooks(notebooks: Sequence[Path] | None = None,
     Returns the released notebooks (``build_dir/release/<name>.ipynb``). Raises like
     :func:`utils.course.grading.build_course` (e.g. a solution line left in a release).
     """
+    from . import grading  # not in the learner release, which ships its notebooks released
+
     notebooks = grading.course_notebooks() if notebooks is None else [Path(p) for p in notebooks]
     build_dir = Path(build_dir)
     released = grading.build_course(notebooks, course_dir=build_dir / "nbgrader",
@@ -135,7 +137,7 @@ def lab_environment(build_dir: Path = LEARNER_BUILD_DIR,
     env["JUPYTERLAB_WORKSPACES_DIR"] = str(build_dir / "lab-workspaces")
     saved = {k: os.environ.get(k) for k in ("PATH", "JUPYTER_PATH")}
     try:
-        grading._ensure_venv_on_path(build_dir)  # writes the kernelspec, sets PATH/JUPYTER_PATH
+        ensure_venv_on_path(build_dir)  # writes the kernelspec, sets PATH/JUPYTER_PATH
         env["PATH"] = os.environ["PATH"]
         env["JUPYTER_PATH"] = os.environ["JUPYTER_PATH"]
     finally:
@@ -162,10 +164,19 @@ def lab_command(notebook_dir: Path, extra: Sequence[str] = ()) -> list[str]:
 
 
 def prepare_learner_lab(work_dir: Path = WORK_DIR, build_dir: Path = LEARNER_BUILD_DIR,
-                        notebooks: Sequence[Path] | None = None
-                        ) -> tuple[list[str], dict[str, str]]:
-    """Release, sync and configure: returns ``(command, environment)`` of the learner lab."""
-    released = release_learner_notebooks(notebooks, build_dir)
+                        notebooks: Sequence[Path] | None = None,
+                        released_dir: Path | None = None) -> tuple[list[str], dict[str, str]]:
+    """Release, sync and configure: returns ``(command, environment)`` of the learner lab.
+
+    ``released_dir`` holds learner versions made already (the learner release of ``make
+    release``, which has no sources to make them from): they are synced as they are.
+    """
+    if released_dir is not None:
+        released = sorted(Path(released_dir).glob("[0-9]*.ipynb"))
+        if not released:
+            raise ValueError(f"no learner notebooks in {released_dir}")
+    else:
+        released = release_learner_notebooks(notebooks, build_dir)
     for name, action in sync_work_folder(released, work_dir).items():
         print(f"{Path(work_dir) / name}: {action}")
     return lab_command(work_dir), lab_environment(build_dir)
@@ -179,6 +190,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--work-dir", type=Path, default=WORK_DIR,
                         help="learner work folder (default: work/)")
     parser.add_argument("--build-dir", type=Path, default=LEARNER_BUILD_DIR)
+    parser.add_argument("--released", type=Path, default=None,
+                        help="folder of learner notebooks released already (learner release)")
     parser.add_argument("--prepare-only", action="store_true",
                         help="release and configure, print the command, do not start Jupyter")
     args, extra = parser.parse_known_args(argv)
@@ -189,7 +202,8 @@ def main(argv: list[str] | None = None) -> None:
               "tests visible, nbgrader tools enabled).", flush=True)
     else:
         try:
-            command, env = prepare_learner_lab(args.work_dir, args.build_dir)
+            command, env = prepare_learner_lab(args.work_dir, args.build_dir,
+                                               released_dir=args.released)
         except (ValueError, RuntimeError) as err:
             sys.exit(f"error: {err}")
         command += extra
