@@ -19,7 +19,8 @@ import nbformat
 import pytest
 
 from test_grading import SYNTH, synthetic_notebook, write
-from test_grading_sandbox import SOLVED, needs_sandbox
+from grading_attacks import SOLVED
+from test_grading_sandbox import needs_sandbox
 from utils.course import exchange, gradebook
 
 #: Heavy end to end (nbgrader's command line, two gradings): `make test-class`.

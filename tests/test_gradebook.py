@@ -12,7 +12,8 @@ import nbformat
 import pytest
 
 from test_grading import SYNTH, synthetic_notebook, write
-from test_grading_sandbox import SOLVED, needs_sandbox, learner_notebook, with_manual_exercise
+from grading_attacks import SOLVED, learner_notebook, with_manual_exercise
+from test_grading_sandbox import needs_sandbox
 from utils.course import grading, gradebook
 
 WRITTEN = "Symmetric around 4.5, so the mean is 4.5."

@@ -18,7 +18,8 @@ import time
 import pytest
 
 from test_grading import SYNTH, synthetic_notebook, write
-from test_grading_sandbox import SOLVED, learner_notebook, needs_sandbox, with_manual_exercise
+from grading_attacks import SOLVED, learner_notebook, with_manual_exercise
+from test_grading_sandbox import needs_sandbox
 from utils.course import distributed, grading, gradebook
 
 #: Heavy end to end (three gradings of a class): `make test-class`, not `make test`.
