@@ -20,6 +20,7 @@ import pandas as pd
 import pytest
 
 from grading_attacks import HONEST_MARKER, NOTEBOOK_TIMEOUT, sandbox_problem
+from test_grading_sandbox import _points
 from test_grading import SYNTH
 from utils.course import answers, grading, readback, sanitize
 
@@ -35,11 +36,6 @@ EARNED = {
     "printer": FULL, "big_output": FULL, "xss": FULL,
     "memory": {**FULL, "w0_ex3": 0.0},
 }
-
-
-def _points(scores: pd.DataFrame, learner: str) -> dict[str, float]:
-    rows = scores[(scores["learner"] == learner) & (scores["status"] != grading.NEEDS_MANUAL)]
-    return dict(zip(rows["exercise"], rows["score"]))
 
 
 def _course_file(attacked, *parts: str):
@@ -73,7 +69,7 @@ def test_honest_learners_keep_full_marks(attacked, learner):
 def test_attacker_scores_only_real_work(attacked, learner):
     assert _points(attacked["scores"], learner) == EARNED[learner]
     assert (attacked["scores"][attacked["scores"]["learner"] == learner]["status"]
-            .isin(["graded", grading.NEEDS_MANUAL]).all())
+            .isin(["graded", grading.NEEDS_MANUAL, grading.NO_ANSWER]).all())
 
 
 @needs_sandbox
