@@ -445,14 +445,9 @@ def main(argv: list[str] | None = None) -> None:
     p_grade.add_argument("--no-feedback", action="store_true")
     p_grade.add_argument("--timeout", type=int, default=grading.CELL_TIMEOUT)
     p_grade.add_argument("--notebook-timeout", type=int, default=grading.NOTEBOOK_TIMEOUT)
-    from .limits import Limits
+    from . import limits
 
-    p_grade.add_argument("--memory-mb", type=int, default=Limits.memory_mb,
-                         help="memory of one sandbox in MB (0: none)")
-    p_grade.add_argument("--processes", type=int, default=Limits.processes,
-                         help="processes and threads of one sandbox (0: none)")
-    p_grade.add_argument("--file-mb", type=int, default=Limits.file_mb,
-                         help="largest file a sandbox may write, in MB")
+    limits.add_arguments(p_grade)
     p_export = sub.add_parser("export", help="rewrite the CSV files and the feedback from the "
                               "gradebook (after manual grading)")
     p_export.add_argument("--no-feedback", action="store_true")
@@ -486,8 +481,7 @@ def main(argv: list[str] | None = None) -> None:
                                  feedback=not args.no_feedback, jobs=args.jobs,
                                  notebook_timeout=args.notebook_timeout, engine=args.engine,
                                  scheduler=args.scheduler, regrade=args.regrade,
-                                 limits=Limits(args.memory_mb, args.processes,
-                                               args.file_mb)).scores
+                                 limits=limits.from_arguments(args)).scores
     except (ValueError, RuntimeError, grading.SandboxUnavailable) as err:
         sys.exit(f"error: {err}")
     _print_summary(scores, args.csv)

@@ -889,14 +889,9 @@ def main(argv: list[str] | None = None) -> None:
                        help="seconds per cell when autograding")
     p_grade.add_argument("--notebook-timeout", type=int, default=NOTEBOOK_TIMEOUT,
                          help="seconds per notebook (all cells) in its sandbox")
-    from .limits import Limits
+    from . import limits
 
-    p_grade.add_argument("--memory-mb", type=int, default=Limits.memory_mb,
-                         help="memory per sandbox in MB (0: no limit)")
-    p_grade.add_argument("--processes", type=int, default=Limits.processes,
-                         help="processes and threads per sandbox (0: no limit)")
-    p_grade.add_argument("--file-mb", type=int, default=Limits.file_mb,
-                         help="largest file a sandbox may write, in MB (0: no limit)")
+    limits.add_arguments(p_grade)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     notebooks = args.notebooks or course_notebooks()
@@ -914,7 +909,7 @@ def main(argv: list[str] | None = None) -> None:
                        csv_path=args.csv, timeout=args.timeout,
                        feedback=not args.no_feedback, jobs=args.jobs,
                        notebook_timeout=args.notebook_timeout,
-                       limits=Limits(args.memory_mb, args.processes, args.file_mb))
+                       limits=limits.from_arguments(args))
     except ValueError as err:
         sys.exit(f"error: {err}")
     except SandboxUnavailable as err:

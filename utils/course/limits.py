@@ -45,6 +45,21 @@ class Limits:
                 "--file-mb", str(self.file_mb)]
 
 
+def add_arguments(parser) -> None:
+    """The ``--memory-mb``, ``--processes`` and ``--file-mb`` options of every grading command."""
+    parser.add_argument("--memory-mb", type=int, default=Limits.memory_mb,
+                        help="memory per sandbox in MB (0: no limit)")
+    parser.add_argument("--processes", type=int, default=Limits.processes,
+                        help="processes and threads per sandbox (0: no limit)")
+    parser.add_argument("--file-mb", type=int, default=Limits.file_mb,
+                        help="largest file a sandbox may write, in MB (0: no limit)")
+
+
+def from_arguments(args) -> Limits:
+    """The :class:`Limits` that :func:`add_arguments`' options ask for."""
+    return Limits(args.memory_mb, args.processes, args.file_mb)
+
+
 def _own_cgroups() -> dict[str, str]:
     """``{controller or "": path}`` of this process (``""`` is the cgroup v2 entry)."""
     out = {}
