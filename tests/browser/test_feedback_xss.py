@@ -72,7 +72,9 @@ def graded_xss(tmp_path_factory):
     grading.build_course([source], course_dir=course, student_dir=None)
     released = course / "release" / "00_synthetic" / SYNTH
     nb = learner_notebook(released, XSS_MARKDOWN,
-                          **{**SOLVED, "w0_ex1": SOLVED["w0_ex1"] + "\n" + XSS_OUTPUTS})
+                          **{**SOLVED, "w0_ex1": SOLVED["w0_ex1"] + "\n" + XSS_OUTPUTS,
+                             # the written answer (graded by hand) carries the payloads too
+                             "w0_ex4": "Symmetric around 4.5.\n\n" + XSS_MARKDOWN})
     write(nb, root / "submissions" / "xss" / SYNTH)
     scores = grading.grade(root / "submissions", [source], course_dir=course,
                            csv_path=root / "grades.csv", timeout=60, notebook_timeout=300)
