@@ -98,5 +98,7 @@ def test_window_occlusion_on_a_linear_toy_model():
     assert np.allclose(drops, [5, 5, 0, 5])
     per_beat = np.array([[0, 10], [10, 20], [0, 40], [30, 40]])
     assert np.allclose(claims.window_occlusion(score, X, [0, 1, 2, 0], per_beat), [10, 10, 10, 0])
+    assert np.allclose(claims.window_occlusion(score, X, [0, 1, 2, 0], (0, 40), leads=[1]), 0)
+    assert np.allclose(claims.window_occlusion(score, X, [0, 1, 2, 0], (0, 40), leads=[0]), 10)
     with pytest.raises(ValueError):
         claims.window_occlusion(score, X, [0, 1], (0, 5))

@@ -178,11 +178,12 @@ def sign_test_records(values, record) -> dict:
 
 
 def window_occlusion(score_fn: Callable[[np.ndarray], np.ndarray], X, targets, windows,
-                     fill: float = 0.0) -> np.ndarray:
+                     fill: float = 0.0, leads: Iterable[int] | None = None) -> np.ndarray:
     """Drop of ``score_fn(X)[i, targets[i]]`` when the samples of a window are set to ``fill``.
 
     ``X`` (n, time, leads); ``windows`` either one ``(start, stop)`` pair for every beat or an
-    (n, 2) array of per-beat windows (samples, ``stop`` excluded); every lead is filled.
+    (n, 2) array of per-beat windows (samples, ``stop`` excluded); ``leads``: the leads filled
+    (default: every lead).
     Returns (n,) drops (positive: the window carried evidence for the target).
     """
     X = np.asarray(X)
@@ -195,6 +196,7 @@ def window_occlusion(score_fn: Callable[[np.ndarray], np.ndarray], X, targets, w
         raise ValueError(f"windows must be (2,) or ({len(X)}, 2), got {w.shape}")
     time = np.arange(X.shape[1])
     inside = (time[None, :] >= w[:, :1]) & (time[None, :] < w[:, 1:])
-    occluded = np.where(inside[:, :, None], fill, X).astype(X.dtype)
+    lead_on = np.ones(X.shape[2], dtype=bool) if leads is None else np.isin(np.arange(X.shape[2]), list(leads))
+    occluded = np.where(inside[:, :, None] & lead_on[None, None, :], fill, X).astype(X.dtype)
     rows = np.arange(len(X))
     return np.asarray(score_fn(X))[rows, targets] - np.asarray(score_fn(occluded))[rows, targets]
