@@ -102,3 +102,17 @@ def test_window_occlusion_on_a_linear_toy_model():
     assert np.allclose(claims.window_occlusion(score, X, [0, 1, 2, 0], (0, 40), leads=[0]), 10)
     with pytest.raises(ValueError):
         claims.window_occlusion(score, X, [0, 1], (0, 5))
+
+
+def test_record_permutation_test_exact_minimum_and_no_effect():
+    # 3 records far above 17 others: the most extreme of C(20, 3) = 1140 assignments (two-sided: 1/1140)
+    rec_a = np.repeat(["a0", "a1", "a2"], 10)
+    rec_b = np.repeat([f"b{i:02d}" for i in range(17)], 5)
+    rng = np.random.default_rng(0)
+    out = claims.record_permutation_test(10 + rng.normal(0, 0.1, len(rec_a)), rec_a,
+                                         rng.normal(0, 0.1, len(rec_b)), rec_b)
+    assert out["exact"] and out["p_value"] == pytest.approx(1 / 1140) and out["difference"] > 9
+    same = claims.record_permutation_test(rng.normal(0, 1, 30), rec_a, rng.normal(0, 1, 85), rec_b)
+    assert same["p_value"] > 0.05
+    with pytest.raises(ValueError):
+        claims.record_permutation_test([1.0], ["x"], [2.0], ["x"])

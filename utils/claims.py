@@ -14,6 +14,9 @@ give such a claim a number that can fail:
   sign-flip permutation test over records (each record's beats keep or flip their sign
   together: under "no difference" a record's mean difference is as likely negative as
   positive).
+* :func:`record_permutation_test` - two groups of different records (e.g. R beats called V
+  and V beats called V): the difference of their per-record means against all reassignments
+  of the records to the groups.
 * :func:`sign_test_records` - how many records agree on the sign of a value, and the exact
   two-sided binomial p-value of that count (with 3 records, 3 of 3 gives p = 0.25: no test
   can be passed by 3 patients).
@@ -200,3 +203,35 @@ def window_occlusion(score_fn: Callable[[np.ndarray], np.ndarray], X, targets, w
     occluded = np.where(inside[:, :, None] & lead_on[None, None, :], fill, X).astype(X.dtype)
     rows = np.arange(len(X))
     return np.asarray(score_fn(X))[rows, targets] - np.asarray(score_fn(occluded))[rows, targets]
+
+
+def record_permutation_test(values_a, record_a, values_b, record_b, *, n_perm: int = 20000,
+                            seed: int = config.SEED) -> dict:
+    """Do two groups of **records** differ in the mean of a per-beat value?
+
+    The statistic is the difference of the means of the per-record means (group a minus group
+    b: every patient weighs the same); the null distribution reassigns the records to the two
+    groups (group sizes kept). All assignments are enumerated when there are at most
+    ``n_perm`` of them (exact test), else ``n_perm`` are drawn. Two-sided p-value. A record in
+    both groups is an error (the groups must be different patients).
+    """
+    from itertools import combinations
+
+    names_a, means_a = record_means(values_a, record_a)
+    names_b, means_b = record_means(values_b, record_b)
+    if set(names_a) & set(names_b):
+        raise ValueError(f"records in both groups: {sorted(set(names_a) & set(names_b))}")
+    pooled = np.concatenate([means_a, means_b])
+    k, n = len(means_a), len(pooled)
+    observed = float(means_a.mean() - means_b.mean())
+    if comb(n, k) <= n_perm:
+        groups = np.array(list(combinations(range(n), k)))
+    else:
+        rng = np.random.default_rng(seed)
+        groups = np.stack([rng.choice(n, size=k, replace=False) for _ in range(int(n_perm))])
+    in_a = np.zeros((len(groups), n), dtype=bool)
+    in_a[np.arange(len(groups))[:, None], groups] = True
+    diffs = (in_a * pooled).sum(1) / k - (~in_a * pooled).sum(1) / (n - k)
+    p = float(np.mean(np.abs(diffs) >= abs(observed) - 1e-12))
+    return {"difference": observed, "p_value": p, "records_a": k, "records_b": n - k,
+            "exact": bool(comb(n, k) <= n_perm)}
