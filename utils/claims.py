@@ -98,14 +98,20 @@ def balanced_by_record(y, record, per_class: int, *, mask=None,
                         {"per_class": int(per_class)})
 
 
-def record_means(values, record) -> tuple[np.ndarray, np.ndarray]:
-    """(record names, mean of ``values`` per record), records sorted by name."""
+def _values_and_records(values, record) -> tuple[np.ndarray, np.ndarray]:
+    """One float per beat and its record name, as flat arrays of equal, non-zero length."""
     v = np.asarray(values, dtype=np.float64).ravel()
     record = np.asarray(record).ravel()
     if len(v) != len(record):
         raise ValueError(f"{len(v)} values for {len(record)} record names")
     if not len(v):
         raise ValueError("no values")
+    return v, record
+
+
+def record_means(values, record) -> tuple[np.ndarray, np.ndarray]:
+    """(record names, mean of ``values`` per record), records sorted by name."""
+    v, record = _values_and_records(values, record)
     names, inverse = np.unique(record, return_inverse=True)
     sums = np.bincount(inverse, weights=v, minlength=len(names))
     return names, sums / np.bincount(inverse, minlength=len(names))
@@ -141,12 +147,7 @@ def paired_record_test(diff, record, *, n_boot: int = 2000, n_perm: int = 10000,
     2**k sign patterns; for k <= 12 all of them are enumerated (exact test), so 3 records can
     never give p below 0.25.
     """
-    d = np.asarray(diff, dtype=np.float64).ravel()
-    record = np.asarray(record).ravel()
-    if len(d) != len(record):
-        raise ValueError(f"{len(d)} differences for {len(record)} record names")
-    if not len(d):
-        raise ValueError("no differences to test")
+    d, record = _values_and_records(diff, record)
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
     names, inverse = np.unique(record, return_inverse=True)
