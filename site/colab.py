@@ -38,24 +38,30 @@ BADGE_IMAGE = "https://colab.research.google.com/assets/colab-badge.svg"
 
 SETUP_TEMPLATE = '''\
 # Google Colab only: install the course into this runtime (pinned packages, utils, MIT-BIH).
-# Anywhere else (make lab, Binder, your own Jupyter) this cell does nothing.
+# Anywhere else (make lab, Binder, your own Jupyter) this cell does nothing and prints nothing.
 import os
 import sys
 
 if "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ:
     COURSE_REPOSITORY, COURSE_BRANCH = {repository!r}, {branch!r}
     if not ({low}) <= sys.version_info[:2] <= ({high}):
-        raise RuntimeError(
-            f"This course needs Python {low_text} to {high_text}, but this Colab runtime runs "
-            f"Python {{sys.version.split()[0]}}: numpy < 2 and TensorFlow 2.17.1, which the "
-            "course is pinned to, have no packages for it.\\n"
-            "Switch to a Python {high_text} runtime:\\n"
-            "  1. menu Runtime > Change runtime type;\\n"
-            "  2. under 'Runtime version' choose a version with Python {high_text} "
-            "(2026.01 or 2025.10 when this course was written) instead of 'Latest';\\n"
-            "  3. Save, wait for the new runtime, then run this cell again.\\n"
-            "(Alternatively: Tools > Command palette > 'Use fallback runtime version', "
-            "if it offers Python {high_text}.)")
+        print(f"This course needs Python {low_text} to {high_text}; this Colab runtime runs "
+              f"Python {{'.'.join(map(str, sys.version_info[:3]))}}, for which numpy < 2 and "
+              "TensorFlow 2.17.1 (the course's pins) have no packages. Nothing was installed.\\n"
+              "Switch the runtime to Python {high_text}:\\n"
+              "  1. menu Runtime > Change runtime type;\\n"
+              "  2. under 'Runtime version' choose a version with Python {high_text} "
+              "(2026.01 or 2025.10 when this course was written) instead of 'Latest';\\n"
+              "  3. Save, wait for the new runtime, then run this cell again.")
+
+        class CourseSetupStopped(RuntimeError):
+            \"\"\"Stops 'Run all' here; IPython shows this one line instead of a traceback.\"\"\"
+
+            def _render_traceback_(self):
+                return [f"CourseSetupStopped: {{self}}"]
+
+        raise CourseSetupStopped("switch the runtime to Python {high_text} (see above), "
+                                 "then run this cell again")
     import pathlib
     import subprocess
 
@@ -79,20 +85,21 @@ if "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ:
 
 
 def setup_source(repository: str | None = None, branch: str | None = None) -> str:
-    """The source of the Colab set-up cell."""
+    """The source of the Colab set-up cell; it installs the learner release
+    (:func:`site_settings.release_target`: ``repository``/``branch`` or the settings)."""
     (low, high) = site_settings.SUPPORTED_PYTHON
+    repository, branch = site_settings.release_target(repository, branch)
     return SETUP_TEMPLATE.format(
-        repository=repository or site_settings.REPOSITORY, branch=branch or site_settings.BRANCH,
+        repository=repository, branch=branch,
         low=", ".join(map(str, low)), high=", ".join(map(str, high)),
         low_text=".".join(map(str, low)), high_text=".".join(map(str, high))).rstrip("\n")
 
 
 def badge_source(notebook_path: str, repository: str | None = None,
                  branch: str | None = None) -> str:
-    """The markdown of the badge that opens ``notebook_path`` (repository path) in Colab."""
-    repository = repository or site_settings.REPOSITORY
-    branch = branch or site_settings.BRANCH
-    url = f"https://colab.research.google.com/github/{repository}/blob/{branch}/{notebook_path}"
+    """The markdown of the badge that opens ``notebook_path`` (its path in the learner release,
+    e.g. ``notebooks/01_x.ipynb``) in Colab, from the published learner release."""
+    url = site_settings.colab_url(notebook_path, repository, branch)
     return f"[![Open In Colab]({BADGE_IMAGE})]({url})"
 
 
