@@ -147,10 +147,13 @@ def add_colab_cells(folder: Path, repository: str | None = None,
 
 def build_release(out_dir: Path | None = None, notebooks: Sequence[Path] | None = None,
                   archive: bool = True, git: bool = False, root: Path = ROOT,
-                  colab: bool = True, colab_repository: str | None = None,
+                  selfcheck: bool = True, colab: bool = True,
+                  colab_repository: str | None = None,
                   colab_branch: str | None = None) -> Release:
     """Build the learner release in ``out_dir`` (emptied first); see the module docstring.
 
+    ``selfcheck=False`` (``make release SELFCHECK=off``, for a graded course) leaves out the
+    digests of :mod:`utils.course.selfcheck`, so the exercises' self-checks say they are off.
     With ``colab`` every notebook gets the Colab badge and set-up cell
     (:func:`add_colab_cells`, for the release published at ``colab_repository`` /
     ``colab_branch``; defaults: ``site/site_settings.py``).
@@ -175,6 +178,8 @@ def build_release(out_dir: Path | None = None, notebooks: Sequence[Path] | None 
     files += _copy_tree(root / "utils", out_dir / "utils",
                         exclude=[f"course/{m}" for m in INSTRUCTOR_MODULES]
                         + ["course/release_template"])
+    if not selfcheck:
+        (out_dir / "utils" / "course" / "selfcheck_keys.json").unlink(missing_ok=True)
     for folder in DATA_FOLDERS:
         if (root / "data" / folder).is_dir():
             files += _copy_tree(root / "data" / folder, out_dir / "data" / folder)
@@ -284,6 +289,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--notebooks", type=Path, nargs="+", default=None)
     parser.add_argument("--git", action="store_true", help="also make it a git repository")
     parser.add_argument("--no-archive", action="store_true")
+    parser.add_argument("--no-selfcheck", action="store_true",
+                        help="leave the self-check digests out (a graded release)")
     parser.add_argument("--no-colab", action="store_true",
                         help="no Colab badge and set-up cell in the notebooks")
     parser.add_argument("--colab-repository", help="owner/name where this release is published "
@@ -292,8 +299,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         release = build_release(args.out, args.notebooks, archive=not args.no_archive,
-                                git=args.git, colab=not args.no_colab,
-                                colab_repository=args.colab_repository,
+                                git=args.git, selfcheck=not args.no_selfcheck,
+                                colab=not args.no_colab, colab_repository=args.colab_repository,
                                 colab_branch=args.colab_branch)
     except (ValueError, RuntimeError) as err:
         sys.exit(f"error: {err}")
