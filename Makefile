@@ -141,7 +141,7 @@ notebooks: data  ## re-execute the notebooks in place (refresh the committed out
 models: data  ## train every course model and save it under data/models/ (about 1 h on 2 cores)
 	$(PY) -m utils.training
 
-evaluation: data  ## week 4's full explanation-evaluation grid, every method (long) -> data/evaluation/
+evaluation: data  ## deep dive D2's full explanation-evaluation grid, every method (long) -> data/evaluation/
 	$(PY) -m utils.course.evaluation_grid
 
 SUBMISSIONS ?= submissions
