@@ -50,6 +50,8 @@ sys.path.insert(0, str(ROOT))
 import site_settings  # noqa: E402
 from learner_view import learner_view  # noqa: E402
 
+from utils.course import layout  # noqa: E402
+
 #: Default folders (all git-ignored, under build/).
 SRC_DIR = ROOT / "build" / "site-src"
 OUT_DIR = ROOT / "build" / "site"
@@ -81,7 +83,8 @@ class Notebook:
     kind: str  # "week" or "deep dive"
     title: str
     sections: tuple[str, ...]
-    graded: bool  # has nbgrader exercises (Binder then opens the learner copy in work/)
+    graded: bool  # has nbgrader exercises (Binder then opens the learner copy in work/, the
+    # deep dives in work/deep_dives/)
 
 
 def notebook_title(nb) -> tuple[str, tuple[str, ...]]:
@@ -179,8 +182,8 @@ def _relative(from_page: str, target: str) -> str:
 def badge_line(notebook: Notebook) -> str:
     """Markdown of the launch badges of one notebook page (images served by the site)."""
     page = notebook.path
-    binder_path = (f"work/{posixpath.basename(page)}" if notebook.graded and
-                   notebook.kind == "week" else page)
+    # a graded notebook opens as the learner's copy that `make lab` (binder/postBuild) made
+    binder_path = f"work/{layout.learner_path(page).as_posix()}" if notebook.graded else page
     parts = [
         (site_settings.binder_url(binder_path), "Launch Binder", "binder.svg"),
         (site_settings.colab_url(page), "Open in Colab", "colab.svg"),
