@@ -440,7 +440,8 @@ def find_submissions(submissions_dir: Path, notebook_names: Iterable[str]
     A learner is a sub-folder of ``submissions_dir``; their notebooks are found by file name
     anywhere below it (so ``<learner>/<nb>.ipynb``, nbgrader's own
     ``<learner>/<assignment>/<nb>.ipynb`` and a learner's ``work/`` layout
-    ``<learner>/deep_dives/<nb>.ipynb`` all work; names are unique across the course). Files with other names are ignored with a
+    ``<learner>/deep_dives/<nb>.ipynb`` all work; names are unique across the course). Files
+    in hidden folders (``.ipynb_checkpoints/``, ``.released/`` of ``make lab``) are skipped. Files with other names are ignored with a
     warning. Raises ``ValueError`` when the folder does not exist or holds no learner folder.
     """
     submissions_dir = Path(submissions_dir)
@@ -453,7 +454,9 @@ def find_submissions(submissions_dir: Path, notebook_names: Iterable[str]
                               if p.is_dir() and not p.name.startswith(".")):
         notebooks: dict[str, Path] = {}
         for path in sorted(learner_dir.rglob("*.ipynb")):
-            if ".ipynb_checkpoints" in path.parts:
+            # hidden folders: Jupyter's checkpoints, make lab's .released/ stamps (the
+            # learner versions as handed out) when a learner hands in their whole work/
+            if any(part.startswith(".") for part in path.relative_to(learner_dir).parts[:-1]):
                 continue
             if path.name not in names:
                 log.warning("ignoring %s: not a course notebook name", path)
