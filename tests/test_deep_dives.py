@@ -33,7 +33,7 @@ def synthetic_week():
     """The synthetic week with a link to the deep dive (as a core week links its deep dives)."""
     nb = synthetic_notebook()
     nb.cells.insert(1, new_markdown_cell(
-        "Going further: [deep dive D0](deep_dives/D0_synthetic.ipynb#the-peak)."))
+        "Going further: <b>[deep dive D0](deep_dives/D0_synthetic.ipynb#the-peak)</b>."))
     return nb
 
 

@@ -53,3 +53,25 @@ def test_broken_notebook_links(tmp_path):
     assert layout.broken_notebook_links(tmp_path) == [
         "01_a.ipynb -> deep_dives/D2.ipynb", "deep_dives/D1_x.ipynb -> ../../01_a.ipynb",
         "deep_dives/D1_x.ipynb -> 01_a.ipynb"]
+
+
+def test_exchange_links_point_at_sibling_assignment_folders():
+    text = ("[D1](deep_dives/D1_x.ipynb#part-2), [back](../01_a.ipynb \"t\"), "
+            "<a href=\"02_b.ipynb\">2</a>, [web](https://x.org/a.ipynb), [doc](../docs/A.md)")
+    assert layout.exchange_links(text) == (
+        "[D1](../D1_x/D1_x.ipynb#part-2), [back](../01_a/01_a.ipynb \"t\"), "
+        "<a href=\"../02_b/02_b.ipynb\">2</a>, [web](https://x.org/a.ipynb), [doc](../docs/A.md)")
+    assert layout.exchange_links("no link") == "no link"
+
+
+def test_exchange_links_of_instructor_markdown_stay_trusted():
+    """The grader shows instructor markdown as written: also with the exchange's links."""
+    import hashlib
+
+    from utils.course import checking
+
+    cell = "<b>[D1](deep_dives/D1_x.ipynb)</b>"
+    digests = checking.markdown_digests(new_notebook(cells=[new_markdown_cell(cell)]))
+    for text in (cell, layout.exchange_links(cell)):
+        assert hashlib.sha256(text.encode()).hexdigest() in digests
+    assert len(digests) == 2

@@ -125,10 +125,27 @@ def test_site_notebook_replaces_the_colab_badge(tmp_path):
     assert nb.cells[0].source.startswith("# Toy week\n\n[![Launch Binder]")
 
 
+@pytest.mark.parametrize("path, kind, graded, opens", [
+    ("notebooks/01_toy.ipynb", "week", True, "work/01_toy.ipynb"),
+    ("notebooks/deep_dives/D1_x.ipynb", "deep dive", True, "work/deep_dives/D1_x.ipynb"),
+    ("notebooks/deep_dives/D9_read_only.ipynb", "deep dive", False,
+     "notebooks/deep_dives/D9_read_only.ipynb"),
+])
+def test_binder_opens_the_learner_copy_of_a_graded_notebook(path, kind, graded, opens):
+    """make lab (binder/postBuild) puts a week in work/ and a deep dive in work/deep_dives/."""
+    line = site_build.badge_line(site_build.Notebook(path, kind, "t", (), graded))
+    assert site_settings.binder_url(opens) in line
+
+
 def test_prepare_sources_of_this_repository(tmp_path):
+    from utils.course import grading
+
     summary = site_build.prepare_sources(tmp_path / "src", ROOT, npm_dir=None)
     weeks = sorted(p.relative_to(ROOT).as_posix() for p in ROOT.glob(site_build.WEEK_GLOB))
     assert summary["notebooks"][:len(weeks)] == weeks
+    # every course notebook (weeks, then deep dives) once: the deep dives are not doubled
+    assert summary["notebooks"] == [p.relative_to(ROOT).as_posix()
+                                    for p in grading.course_notebooks()]
     assert "README.md" in summary["docs"]
     json.dumps(summary)
 

@@ -73,10 +73,32 @@ def notebook_links(nb) -> list[str]:
             continue
         for target in _MD_LINK.findall(cell.source) + _HREF.findall(cell.source):
             path = target.split("#", 1)[0]
-            if path.endswith(".ipynb") and not re.match(r"^[a-z][a-z0-9+.-]*:", path, re.I) \
-                    and not path.startswith("/"):
+            if _is_relative_notebook(path):
                 links.append(path)
     return links
+
+
+def _is_relative_notebook(path: str) -> bool:
+    return (path.endswith(".ipynb") and not path.startswith("/")
+            and not re.match(r"^[a-z][a-z0-9+.-]*:", path, re.I))
+
+
+def exchange_links(markdown: str) -> str:
+    """``markdown`` with its relative links to notebooks pointed where nbgrader's exchange
+    puts them: ``nbgrader fetch_assignment`` gives every assignment a folder of its own, side
+    by side (``<assignment id>/<name>.ipynb``), so ``deep_dives/D1_x.ipynb#part`` becomes
+    ``../D1_x/D1_x.ipynb#part`` and ``../01_y.ipynb`` becomes ``../01_y/01_y.ipynb``."""
+    def fix(match: re.Match) -> str:
+        target = match.group(1)
+        path, sep, anchor = target.partition("#")
+        if not _is_relative_notebook(path):
+            return match.group(0)
+        name = PurePosixPath(path).name
+        new = f"../{name[:-len('.ipynb')]}/{name}{sep}{anchor}"
+        start, end = match.start(1) - match.start(0), match.end(1) - match.start(0)
+        return match.group(0)[:start] + new + match.group(0)[end:]
+
+    return _HREF.sub(fix, _MD_LINK.sub(fix, markdown))
 
 
 def broken_notebook_links(folder: Path | str, notebooks: Iterable[Path] | None = None
