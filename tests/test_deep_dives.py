@@ -188,3 +188,18 @@ def test_a_deep_dive_alone_leaves_the_week_missing(course):
     assert list(summary.columns[:2]) == [WEEK_AID, DIVE_AID]  # weeks first, then deep dives
     assert summary.loc["ana", "total"] == 2.0 and summary.loc["ana", "max"] == 8.0
     assert summary.loc["ben", "total"] == 0.0 and summary.loc["ben", "max"] == 2.0
+
+
+def test_exchange_relinks_only_the_markdown_nbgrader_does_not_track(tmp_path):
+    from utils.course import exchange
+
+    answer_cell = new_markdown_cell("See [D0](deep_dives/D0_synthetic.ipynb).", metadata={
+        "nbgrader": {"grade": True, "solution": True, "grade_id": "w0_written", "points": 1,
+                     "schema_version": 3}})
+    path = write(new_notebook(cells=[new_markdown_cell("[D0](deep_dives/D0_synthetic.ipynb)"),
+                                     answer_cell]), tmp_path / SYNTH)
+    assert exchange.relink_for_exchange(path)
+    cells = nbformat.read(path, as_version=4).cells
+    assert cells[0].source == "[D0](../D0_synthetic/D0_synthetic.ipynb)"
+    assert cells[1].source == answer_cell.source
+    assert not exchange.relink_for_exchange(path)  # nothing left to rewrite

@@ -81,6 +81,7 @@ def test_the_deep_dives_are_released_in_their_folder(built):
         released = folder / "deep_dives" / source.name
         assert released in built.notebooks
         nb = nbformat.read(released, as_version=4)
+        assert grading.secret_lines(source), f"{source.name}: no solution line to search for"
         assert grading.leaked_lines(source, nb) == []
         stubs = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")]
         assert stubs and not any(c.get("outputs") for c in nb.cells)

@@ -96,11 +96,14 @@ def release(notebooks: Sequence[Path] | None = None, exchange_root: Path = Path(
 
 def relink_for_exchange(path: Path) -> bool:
     """Rewrite the links between notebooks in the learner version ``path`` for nbgrader's
-    fetch layout (:func:`utils.course.layout.exchange_links`); True when something changed."""
+    fetch layout (:func:`utils.course.layout.exchange_links`); True when something changed.
+
+    Cells nbgrader tracks (answers, tests, locked cells: their checksums were recorded when the
+    assignment was generated) are left as they are."""
     nb = nbformat.read(path, as_version=4)
     changed = False
     for cell in nb.cells:
-        if cell.cell_type == "markdown":
+        if cell.cell_type == "markdown" and not (cell.metadata.get("nbgrader") or {}):
             new = layout.exchange_links(cell.source)
             changed |= new != cell.source
             cell.source = new
