@@ -102,6 +102,11 @@ def test_prepare_sources_picks_up_deep_dives(tmp_path):
     assert dive.cells[1].outputs[0].text == "hello\n"
     week = nbformat.read(src / "notebooks" / "01_toy.ipynb", as_version=4)
     assert "lab/tree/work/01_toy.ipynb" in week.cells[0].source  # Binder: the learner copy
+    # Colab opens the week from the learner release; the ungraded fake deep dive is not in it
+    assert f"({site_settings.colab_url('notebooks/01_toy.ipynb')})" in week.cells[0].source
+    assert "/blob/learner/notebooks/01_toy.ipynb" in site_settings.colab_url(
+        "notebooks/01_toy.ipynb", "me/course")
+    assert "Open in Colab" not in dive.cells[0].source
     assert "raise NotImplementedError()" in week.cells[2].source
     readme = (src / "README.md").read_text()
     assert "https://x/b.svg" not in readme
@@ -131,10 +136,15 @@ def test_site_notebook_replaces_the_colab_badge(tmp_path):
     ("notebooks/deep_dives/D9_read_only.ipynb", "deep dive", False,
      "notebooks/deep_dives/D9_read_only.ipynb"),
 ])
-def test_binder_opens_the_learner_copy_of_a_graded_notebook(path, kind, graded, opens):
-    """make lab (binder/postBuild) puts a week in work/ and a deep dive in work/deep_dives/."""
+def test_binder_and_colab_open_the_learner_copy_of_a_graded_notebook(path, kind, graded, opens):
+    """make lab (binder/postBuild) puts a week in work/ and a deep dive in work/deep_dives/;
+    the learner release (Colab) has them in notebooks/ and notebooks/deep_dives/."""
     line = site_build.badge_line(site_build.Notebook(path, kind, "t", (), graded))
     assert site_settings.binder_url(opens) in line
+    if graded:
+        assert f"({site_settings.colab_url(path)})" in line
+    else:
+        assert "Open in Colab" not in line
 
 
 def test_prepare_sources_of_this_repository(tmp_path):
