@@ -222,7 +222,8 @@ def test_released_notebooks_open_the_release_on_colab(built):
         rel = path.relative_to(built.folder).as_posix()
         assert url == (f"https://colab.research.google.com/github/{repository}/blob/{branch}/"
                        f"{rel}")
-        assert (built.folder / rel).is_file() and rel == f"notebooks/{path.name}"
+        assert (built.folder / rel).is_file()
+        assert rel == f"notebooks/{layout.learner_path(path).as_posix()}"  # deep_dives/ kept
         assert f"{repository!r}, {branch!r}" in setup.source
         assert not setup.get("outputs") and "BEGIN" not in setup.source
 
