@@ -441,8 +441,9 @@ def find_submissions(submissions_dir: Path, notebook_names: Iterable[str]
     anywhere below it (so ``<learner>/<nb>.ipynb``, nbgrader's own
     ``<learner>/<assignment>/<nb>.ipynb`` and a learner's ``work/`` layout
     ``<learner>/deep_dives/<nb>.ipynb`` all work; names are unique across the course). Files
-    in hidden folders (``.ipynb_checkpoints/``, ``.released/`` of ``make lab``) are skipped. Files with other names are ignored with a
-    warning. Raises ``ValueError`` when the folder does not exist or holds no learner folder.
+    in hidden folders (``.ipynb_checkpoints/``, ``.released/`` of ``make lab``) are skipped,
+    files with other names are ignored with a warning. Raises ``ValueError`` when the folder
+    does not exist or holds no learner folder.
     """
     submissions_dir = Path(submissions_dir)
     if not submissions_dir.is_dir():
@@ -928,8 +929,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if args.command == "student":
             # fresh=False: the gradebook of `make grade` (manual scores) stays
-            released = build_course(notebooks, course_dir=args.course_dir,
-                                    student_dir=args.out, timeout=args.timeout, fresh=False)
+            build_course(notebooks, course_dir=args.course_dir, student_dir=args.out,
+                         timeout=args.timeout, fresh=False)
             for nb in notebooks:
                 print(f"learner version: {Path(args.out) / layout.learner_path(nb)}")
             return
