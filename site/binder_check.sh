@@ -31,12 +31,14 @@ from pathlib import Path
 from utils.config import ROOT
 from utils.course import grading
 assert ROOT == Path.cwd(), (ROOT, Path.cwd())          # utils installed from this copy
-work = sorted(Path("work").glob("*.ipynb"))
+from utils.course import layout
+work = layout.notebooks_in("work")                     # the weeks, then work/deep_dives/
 sources = grading.course_notebooks()
-assert [p.name for p in work] == [p.name for p in sources], work
+assert [p.relative_to("work") for p in work] == [layout.learner_path(p) for p in sources], work
 for source in sources:
-    assert not grading.leaked_lines(source, Path("work") / source.name), source
-print(f"learner notebooks in work/: {len(work)}, no solution line")
+    assert not grading.leaked_lines(source, Path("work") / layout.learner_path(source)), source
+assert not layout.broken_notebook_links("work"), layout.broken_notebook_links("work")
+print(f"learner notebooks in work/: {len(work)}, no solution line, links resolve")
 assert list(Path("data/cache").glob("beats_*.npz")), "no beat cache"
 out = subprocess.run(["bash", "binder/start", "jupyter", "server", "extension", "list"],
                      capture_output=True, text=True, check=True)

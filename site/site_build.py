@@ -50,6 +50,8 @@ sys.path.insert(0, str(ROOT))
 import site_settings  # noqa: E402
 from learner_view import learner_view  # noqa: E402
 
+from utils.course import layout  # noqa: E402
+
 #: Default folders (all git-ignored, under build/).
 SRC_DIR = ROOT / "build" / "site-src"
 OUT_DIR = ROOT / "build" / "site"
@@ -81,7 +83,8 @@ class Notebook:
     kind: str  # "week" or "deep dive"
     title: str
     sections: tuple[str, ...]
-    graded: bool  # has nbgrader exercises (Binder then opens the learner copy in work/)
+    graded: bool  # has nbgrader exercises (Binder then opens the learner copy in work/, the
+    # deep dives in work/deep_dives/)
 
 
 def notebook_title(nb) -> tuple[str, tuple[str, ...]]:
@@ -178,9 +181,11 @@ def _relative(from_page: str, target: str) -> str:
 
 def released_path(notebook: Notebook) -> str | None:
     """The notebook's path in the learner release (``make release``), or None when the release
-    does not hand it out. The release holds the weeks (``grading.course_notebooks``: the files
-    of :data:`WEEK_GLOB`) in ``notebooks/``; the deep dives are not in it."""
-    return f"notebooks/{posixpath.basename(notebook.path)}" if notebook.kind == "week" else None
+    does not hand it out. The release holds every graded notebook (``grading.course_notebooks``:
+    the weeks in ``notebooks/``, the deep dives in ``notebooks/deep_dives/``)."""
+    if not notebook.graded:
+        return None
+    return f"notebooks/{layout.learner_path(notebook.path).as_posix()}"
 
 
 def badge_line(notebook: Notebook) -> str:
@@ -189,8 +194,8 @@ def badge_line(notebook: Notebook) -> str:
     Colab opens the notebook of the published learner release (no solutions), so only the
     notebooks the release hands out get a Colab badge."""
     page = notebook.path
-    binder_path = (f"work/{posixpath.basename(page)}" if notebook.graded and
-                   notebook.kind == "week" else page)
+    # a graded notebook opens as the learner's copy that `make lab` (binder/postBuild) made
+    binder_path = f"work/{layout.learner_path(page).as_posix()}" if notebook.graded else page
     release = released_path(notebook)
     parts = [
         (site_settings.binder_url(binder_path), "Launch Binder", "binder.svg"),
@@ -284,13 +289,11 @@ def landing_page(notebooks: list[Notebook], docs: list[str], api: dict[str, list
         "- **Binder** (nothing to install): the *Launch Binder* badge builds the same "
         "environment and opens the learner notebooks in JupyterLab. The first build takes a "
         "while; work is lost when the session ends, so download your notebook.",
-        "- **Colab**: the *Open in Colab* badge of each week's page opens that week from the "
-        "learner release (no solutions). The notebook's first code cell installs the course's "
-        "pinned packages and MIT-BIH. They need Python 3.10-3.12: on a newer Colab runtime "
-        "the cell stops before installing anything and says how to switch the runtime "
-        "version (*Runtime > Change runtime type > Runtime version*). The deep dives are not "
-        "in the learner release (no Colab badge): open them from a clone of the course or on "
-        "Binder.", "",
+        "- **Colab**: the *Open in Colab* badge of each week's and deep dive's page opens "
+        "that notebook from the learner release (no solutions). The notebook's first code "
+        "cell installs the course's pinned packages and MIT-BIH. They need Python 3.10-3.12: "
+        "on a newer Colab runtime the cell stops before installing anything and says how to "
+        "switch the runtime version (*Runtime > Change runtime type > Runtime version*).", "",
         "Exercises are graded with nbgrader: in the learner notebooks each exercise is a cell "
         "with `raise NotImplementedError()` to replace and a test cell to run. This site never "
         "shows solutions or hidden tests.", "",

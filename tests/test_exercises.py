@@ -4,7 +4,6 @@ from __future__ import annotations
 import nbformat
 import pytest
 
-from utils import config
 from utils.course import exercises, grading
 
 SOLUTION = """### BEGIN SOLUTION
@@ -122,14 +121,6 @@ def test_pass_message_is_uniform_and_names_no_value():
         exercises.pass_message("x4_ex1")
 
 
-DEEP_DIVES = sorted((config.ROOT / "notebooks" / "deep_dives").glob("D[0-9]*.ipynb"))
-
-
-@pytest.mark.parametrize("path", DEEP_DIVES, ids=[p.stem[:2] for p in DEEP_DIVES])
-def test_deep_dives_follow_the_exercise_rules(path):
-    assert exercises.check_exercises(path) == []
-
-
 def test_visible_part_drops_hidden_tests():
     visible = exercises.visible_part(GOOD_TEST)
     assert "_expected" not in visible and grading.BEGIN_HIDDEN not in visible
@@ -138,6 +129,7 @@ def test_visible_part_drops_hidden_tests():
 
 @pytest.mark.parametrize("path", grading.course_notebooks(), ids=lambda p: p.stem[:2])
 def test_course_notebooks_follow_the_exercise_rules(path):
+    """The weeks and the deep dives (``course_notebooks`` lists both)."""
     assert exercises.check_exercises(path) == []
 
 

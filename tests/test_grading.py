@@ -8,7 +8,8 @@ Three layers, cheapest first:
   zero for the unchanged learner version, an exercise that raises costs only that exercise,
   a broken file and a missing notebook do not stop the grading of the others (the attacks on
   the sandboxed grading are in ``test_grading_sandbox.py``);
-* the real weekly notebooks: the structure checks and the learner versions (cheap), then ONE
+* the real notebooks: the structure checks and the learner versions of the weeks and the deep
+  dives (cheap), then, for the weeks only, ONE
   autograde run over three learners (``full`` submits the source notebooks, ``empty`` the
   unchanged learner versions, ``copier`` replaces every answer by the closest printed
   number), shared by the tests through a module-scoped fixture because each notebook takes
@@ -32,7 +33,12 @@ from utils.course import grading
 from grading_copier import copier_notebook  # noqa: E402  (tests/ is on sys.path under pytest)
 
 SYNTH = "00_synthetic.ipynb"
-REAL_NOTEBOOKS = grading.course_notebooks()
+#: The weeks. The deep dives go through the same code (build_course, the sandbox, the trusted
+#: check; tests/test_deep_dives.py grades a synthetic one end to end), so the slow real-notebook
+#: grading below stays on the weeks and CI time does not grow with every deep dive.
+REAL_NOTEBOOKS = grading.course_weeks()
+#: The deep dives: their structure and learner versions are checked (cheap), not autograded.
+REAL_DEEP_DIVES = [p for p in grading.course_notebooks() if p not in REAL_NOTEBOOKS]
 #: Notebooks autograded at the same time in the real-notebook run.
 REAL_JOBS = int(os.environ.get("GRADING_JOBS", "2"))
 #: The weeks graded end to end by ``real_grades`` (sandbox + trusted check, two learners): each
@@ -385,10 +391,10 @@ needs_notebooks = pytest.mark.skipif(not REAL_NOTEBOOKS, reason="no notebooks/[0
 
 @pytest.fixture(scope="module")
 def real_course(tmp_path_factory):
-    """Learner versions of the weekly notebooks (cheap: nothing is executed)."""
+    """Learner versions of the weeks and the deep dives (cheap: nothing is executed)."""
     root = tmp_path_factory.mktemp("real")
-    released = grading.build_course(REAL_NOTEBOOKS, course_dir=root / "course",
-                                    student_dir=root / "student")
+    released = grading.build_course(REAL_NOTEBOOKS + REAL_DEEP_DIVES,
+                                    course_dir=root / "course", student_dir=root / "student")
     return {"root": root, "released": released}
 
 
@@ -398,8 +404,30 @@ def test_real_notebook_has_three_graded_exercises(notebook):
     assert len(grading.check_source_notebook(notebook, min_exercises=3)) >= 3
 
 
+@pytest.mark.parametrize("notebook", REAL_DEEP_DIVES, ids=[p.stem for p in REAL_DEEP_DIVES])
+def test_real_deep_dive_has_a_graded_exercise(notebook):
+    assert len(grading.check_source_notebook(notebook)) >= 1
+
+
+def test_course_notebooks_are_the_weeks_then_the_deep_dives():
+    notebooks = grading.course_notebooks()
+    assert notebooks == REAL_NOTEBOOKS + REAL_DEEP_DIVES
+    assert all(p.parent.name == "deep_dives" for p in REAL_DEEP_DIVES)
+    names = [grading.assignment_id(p) for p in notebooks]
+    assert len(set(names)) == len(names), "assignment ids (file stems) must be unique"
+
+
 @needs_notebooks
-@pytest.mark.parametrize("notebook", REAL_NOTEBOOKS, ids=[p.stem for p in REAL_NOTEBOOKS])
+def test_real_student_folder_keeps_the_deep_dives_folder(real_course):
+    student = real_course["root"] / "student"
+    assert sorted(p.relative_to(student).as_posix() for p in student.rglob("*.ipynb")) == \
+        sorted([p.name for p in REAL_NOTEBOOKS]
+               + [f"deep_dives/{p.name}" for p in REAL_DEEP_DIVES])
+
+
+@needs_notebooks
+@pytest.mark.parametrize("notebook", REAL_NOTEBOOKS + REAL_DEEP_DIVES,
+                         ids=[p.stem for p in REAL_NOTEBOOKS + REAL_DEEP_DIVES])
 def test_real_learner_version_has_no_solution(real_course, notebook):
     released = nbformat.read(real_course["released"][notebook.stem], as_version=4)
     assert grading.secret_lines(notebook), f"{notebook.name}: no solution code found"

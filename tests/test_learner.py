@@ -38,6 +38,55 @@ def test_sync_copies_once_and_never_overwrites_the_learners_work(tmp_path):
     assert (work / "01_week.new.ipynb").read_text() == "v3"
 
 
+def test_sync_keeps_the_deep_dives_in_their_folder_with_the_same_guarantees(tmp_path):
+    """A deep dive goes to work/deep_dives/ (the links between notebooks work there), its
+    stamp to work/.released/deep_dives/, and the learner's work in it is never lost."""
+    release, work = tmp_path / "release", tmp_path / "work"
+    (release / "deep_dives").mkdir(parents=True)
+    week = _write(release / "01_week.ipynb", "week v1")
+    dive = _write(release / "deep_dives" / "D1_dive.ipynb", "dive v1")
+    assert learner.sync_work_folder([week, dive], work) == {
+        "01_week.ipynb": "new", "deep_dives/D1_dive.ipynb": "new"}
+    assert (work / "deep_dives" / "D1_dive.ipynb").read_text() == "dive v1"
+    assert (work / ".released" / "deep_dives" / "D1_dive.ipynb").read_text() == "dive v1"
+    assert not (work / "D1_dive.ipynb").exists()
+    assert not (work / ".released" / "D1_dive.ipynb").exists()
+
+    # untouched copy: updated; the week's stamp is not the deep dive's
+    _write(dive, "dive v2")
+    assert learner.sync_work_folder([week, dive], work) == {
+        "01_week.ipynb": "kept", "deep_dives/D1_dive.ipynb": "updated"}
+    assert (work / "deep_dives" / "D1_dive.ipynb").read_text() == "dive v2"
+
+    # the learner answers in the deep dive, then the course changes: the work stays
+    _write(work / "deep_dives" / "D1_dive.ipynb", "dive v2 + my answers")
+    _write(dive, "dive v3")
+    actions = learner.sync_work_folder([week, dive], work)
+    assert actions["deep_dives/D1_dive.ipynb"] == "kept, fresh copy: D1_dive.new.ipynb"
+    assert (work / "deep_dives" / "D1_dive.ipynb").read_text() == "dive v2 + my answers"
+    assert (work / "deep_dives" / "D1_dive.new.ipynb").read_text() == "dive v3"
+    # and again: still kept (the stamp is the release, not the learner's copy)
+    _write(dive, "dive v4")
+    assert learner.sync_work_folder([week, dive], work)["deep_dives/D1_dive.ipynb"] == \
+        "kept, fresh copy: D1_dive.new.ipynb"
+    assert (work / "deep_dives" / "D1_dive.ipynb").read_text() == "dive v2 + my answers"
+
+
+def test_prepare_learner_lab_syncs_a_release_folder_with_deep_dives(tmp_path, monkeypatch):
+    """``make lab`` of the learner release (``--released notebooks``): weeks and deep dives,
+    ``*.new.ipynb`` copies left alone."""
+    release, work = tmp_path / "notebooks", tmp_path / "work"
+    (release / "deep_dives").mkdir(parents=True)
+    _write(release / "01_week.ipynb", "w")
+    _write(release / "deep_dives" / "D1_dive.ipynb", "d")
+    _write(release / "deep_dives" / "D1_dive.new.ipynb", "not a course notebook")
+    monkeypatch.setattr(learner, "lab_environment", lambda build_dir: {})
+    learner.prepare_learner_lab(work, tmp_path / "build", released_dir=release)
+    copied = sorted(p.relative_to(work).as_posix() for p in work.rglob("*.ipynb")
+                    if ".released" not in p.parts)
+    assert copied == ["01_week.ipynb", "deep_dives/D1_dive.ipynb"]
+
+
 def test_learner_config_disables_every_nbgrader_extension(tmp_path):
     config = learner.write_learner_config(tmp_path / "cfg")
     page = json.loads((config / "labconfig" / "page_config.json").read_text())

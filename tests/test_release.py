@@ -1,6 +1,7 @@
 """The learner release (utils/course/release.py, ``make release``).
 
-Builds the release once from the real weekly notebooks (cheap: nothing is executed), searches
+Builds the release once from the real notebooks, weeks and deep dives (cheap: nothing is
+executed), searches
 every file of it for every solution and hidden-test line of the sources, and runs the
 release's own ``make test`` inside it (its utils/, not this repository's).
 """
@@ -17,10 +18,13 @@ import nbformat
 import pytest
 
 from test_grading import SYNTH, synthetic_notebook, write
-from utils.course import grading, release
+from utils.course import grading, layout, learner, release
 
+#: The weeks, then the deep dives.
 NOTEBOOKS = grading.course_notebooks()
+DEEP_DIVES = [p for p in NOTEBOOKS if layout.is_deep_dive(p)]
 needs_notebooks = pytest.mark.skipif(not NOTEBOOKS, reason="no notebooks/[0-9]*.ipynb")
+needs_deep_dives = pytest.mark.skipif(not DEEP_DIVES, reason="no notebooks/deep_dives/*.ipynb")
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +41,8 @@ def _files(folder: Path) -> list[str]:
 @needs_notebooks
 def test_release_has_what_a_learner_needs(built):
     folder = built.folder
-    assert [p.name for p in built.notebooks] == [p.name for p in NOTEBOOKS]
+    assert [p.relative_to(folder / "notebooks") for p in built.notebooks] == \
+        [layout.learner_path(p) for p in NOTEBOOKS]
     for name in ("Makefile", "README.md", "requirements.txt", "pyproject.toml",
                  "utils/config.py", "utils/course/exercises.py", "utils/course/learner.py",
                  "utils/course/kernel.py", "utils/course/evaluation_grid.py",
@@ -56,7 +61,7 @@ def test_release_holds_no_solution_hidden_test_or_instructor_code(built):
     folder = built.folder
     secrets = set().union(*(grading.secret_lines(nb) for nb in NOTEBOOKS))
     assert len(secrets) > 100, "the sources should have many solution and hidden-test lines"
-    assert release.find_leaks(folder, NOTEBOOKS + release.deep_dives()) == []
+    assert release.find_leaks(folder, NOTEBOOKS) == []
     names = _files(folder)
     for module in release.INSTRUCTOR_MODULES:
         assert f"utils/course/{module}" not in names
@@ -65,6 +70,33 @@ def test_release_holds_no_solution_hidden_test_or_instructor_code(built):
     for path in built.notebooks:
         text = grading.notebook_text(path)
         assert "NotImplementedError" in text and "### BEGIN" not in text
+
+
+@needs_deep_dives
+def test_the_deep_dives_are_released_in_their_folder(built):
+    """notebooks/deep_dives/ of the release holds the learner version of every deep dive, the
+    links between the notebooks resolve there, and the release's make lab syncs the deep dives
+    into work/deep_dives/."""
+    folder = built.folder / "notebooks"
+    for source in DEEP_DIVES:
+        released = folder / "deep_dives" / source.name
+        assert released in built.notebooks
+        nb = nbformat.read(released, as_version=4)
+        assert grading.secret_lines(source), f"{source.name}: no solution line to search for"
+        assert grading.leaked_lines(source, nb) == []
+        stubs = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")]
+        assert stubs and not any(c.get("outputs") for c in nb.cells)
+    assert built.broken_links == () and layout.broken_notebook_links(folder) == []
+
+
+@needs_deep_dives
+def test_release_make_lab_syncs_the_deep_dives(built, tmp_path):
+    work = tmp_path / "work"
+    synced = learner.sync_work_folder(layout.notebooks_in(built.folder / "notebooks"), work)
+    assert sorted(synced) == sorted(layout.learner_path(p).as_posix() for p in NOTEBOOKS)
+    for source in DEEP_DIVES:
+        assert (work / "deep_dives" / source.name).read_bytes() == \
+            (built.folder / "notebooks" / "deep_dives" / source.name).read_bytes()
 
 
 @needs_notebooks
@@ -190,7 +222,8 @@ def test_released_notebooks_open_the_release_on_colab(built):
         rel = path.relative_to(built.folder).as_posix()
         assert url == (f"https://colab.research.google.com/github/{repository}/blob/{branch}/"
                        f"{rel}")
-        assert (built.folder / rel).is_file() and rel == f"notebooks/{path.name}"
+        assert (built.folder / rel).is_file()
+        assert rel == f"notebooks/{layout.learner_path(path).as_posix()}"  # deep_dives/ kept
         assert f"{repository!r}, {branch!r}" in setup.source
         assert not setup.get("outputs") and "BEGIN" not in setup.source
 

@@ -102,7 +102,7 @@ def test_prepare_sources_picks_up_deep_dives(tmp_path):
     assert dive.cells[1].outputs[0].text == "hello\n"
     week = nbformat.read(src / "notebooks" / "01_toy.ipynb", as_version=4)
     assert "lab/tree/work/01_toy.ipynb" in week.cells[0].source  # Binder: the learner copy
-    # Colab opens the week from the learner release; the deep dive is not in the release
+    # Colab opens the week from the learner release; the ungraded fake deep dive is not in it
     assert f"({site_settings.colab_url('notebooks/01_toy.ipynb')})" in week.cells[0].source
     assert "/blob/learner/notebooks/01_toy.ipynb" in site_settings.colab_url(
         "notebooks/01_toy.ipynb", "me/course")
@@ -130,10 +130,32 @@ def test_site_notebook_replaces_the_colab_badge(tmp_path):
     assert nb.cells[0].source.startswith("# Toy week\n\n[![Launch Binder]")
 
 
+@pytest.mark.parametrize("path, kind, graded, opens", [
+    ("notebooks/01_toy.ipynb", "week", True, "work/01_toy.ipynb"),
+    ("notebooks/deep_dives/D1_x.ipynb", "deep dive", True, "work/deep_dives/D1_x.ipynb"),
+    ("notebooks/deep_dives/D9_read_only.ipynb", "deep dive", False,
+     "notebooks/deep_dives/D9_read_only.ipynb"),
+])
+def test_binder_and_colab_open_the_learner_copy_of_a_graded_notebook(path, kind, graded, opens):
+    """make lab (binder/postBuild) puts a week in work/ and a deep dive in work/deep_dives/;
+    the learner release (Colab) has them in notebooks/ and notebooks/deep_dives/."""
+    line = site_build.badge_line(site_build.Notebook(path, kind, "t", (), graded))
+    assert site_settings.binder_url(opens) in line
+    if graded:
+        assert f"({site_settings.colab_url(path)})" in line
+    else:
+        assert "Open in Colab" not in line
+
+
 def test_prepare_sources_of_this_repository(tmp_path):
+    from utils.course import grading
+
     summary = site_build.prepare_sources(tmp_path / "src", ROOT, npm_dir=None)
     weeks = sorted(p.relative_to(ROOT).as_posix() for p in ROOT.glob(site_build.WEEK_GLOB))
     assert summary["notebooks"][:len(weeks)] == weeks
+    # every course notebook (weeks, then deep dives) once: the deep dives are not doubled
+    assert summary["notebooks"] == [p.relative_to(ROOT).as_posix()
+                                    for p in grading.course_notebooks()]
     assert "README.md" in summary["docs"]
     json.dumps(summary)
 

@@ -10,5 +10,6 @@
 - ``portable``: the notebooks under perturbed numerics (``make test-portable``);
 - ``benchmark``: ``make bench``;
 - ``learner``: the learner's JupyterLab (``make lab``) and the instructor's (``make instructor``);
+- ``layout``: where the weeks and the deep dives live (``notebooks/``, ``work/``, releases);
 - ``exercises``: the exercise template (``exercise_passed``, ``forbid``) and its checker.
 """

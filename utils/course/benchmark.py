@@ -7,9 +7,10 @@ Measures, in one run of this script so that ratios are comparable:
 * training throughput of every model spec (beats/s for one epoch on CPU, on a fixed subset of
   the training split, with a warm-up fit first so graph tracing is not counted) next to the
   ``fit`` time that ``make models`` saved in ``data/models/<name>/config.json``;
-* execution time and peak memory (RSS of the kernel's process tree, polled) of every notebook
-  ``notebooks/[0-9]*.ipynb`` run headless with nbclient in a temporary copy (the committed
-  outputs are never touched);
+* execution time and peak memory (RSS of the kernel's process tree, polled) of every course
+  notebook, the weeks ``notebooks/[0-9]*.ipynb`` and the deep dives
+  ``notebooks/deep_dives/*.ipynb``, run headless with nbclient in a temporary copy (the
+  committed outputs are never touched);
 * the cost per beat of every explainer of the course (PFI, LIME, Kernel SHAP, gradient SHAP,
   CAM, Grad-CAM, LSTM Grad-CAM, Integrated Gradients, attention read-out), on the trained
   models of ``data/models`` (untrained builds, marked as such, where weights are missing).
@@ -55,6 +56,7 @@ os.environ.setdefault("PYTHONHASHSEED", "0")
 import numpy as np  # noqa: E402
 
 from utils.config import ROOT
+from utils.course import layout
 
 SECTIONS: tuple[str, ...] = ("extraction", "training", "notebooks", "explainers", "ig_limit")
 NOT_AVAILABLE = "not available"
@@ -86,7 +88,7 @@ class Settings:
     ig_steps: int = 50
     ig_repeats: int = 5                 # interleaved rounds limit / alibi / batched
     ig_models: tuple[str, ...] = ("cnn_holdout", "lstm_holdout")
-    notebooks: tuple[str, ...] = ()     # () = notebooks/[0-9]*.ipynb
+    notebooks: tuple[str, ...] = ()     # () = the weeks, then the deep dives
     notebook_timeout: int = 1800
     sections: tuple[str, ...] = SECTIONS
 
@@ -371,10 +373,11 @@ def run_notebook(path: Path, workdir: Path, timeout: int) -> dict:
 
 
 def discover_notebooks(s: Settings) -> list[Path]:
-    """``--notebooks`` if given, else ``notebooks/[0-9]*.ipynb`` sorted."""
+    """``--notebooks`` if given, else the weeks (``notebooks/[0-9]*.ipynb``), then the deep
+    dives (``notebooks/deep_dives/*.ipynb``), each sorted."""
     if s.notebooks:
         return [Path(p).resolve() for p in s.notebooks]
-    return sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
+    return layout.notebooks_in(ROOT / "notebooks")
 
 
 def bench_notebooks(s: Settings) -> dict:
@@ -632,7 +635,7 @@ def notebooks_ig_usage(folder: Path | None = None) -> dict[str, dict[str, int]]:
                 "integrated_gradients (alibi)": r"(?<![\w.])integrated_gradients\(",
                 "alibi IntegratedGradients": r"\bIntegratedGradients\("}
     usage: dict[str, dict[str, int]] = {}
-    for path in sorted((folder or ROOT / "notebooks").glob("[0-9]*.ipynb")):
+    for path in layout.notebooks_in(folder or ROOT / "notebooks"):
         nb = nbformat.read(path, as_version=4)
         code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
         counts = {k: len(re.findall(p, code)) for k, p in patterns.items()}
@@ -853,7 +856,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, Path]:
     p.add_argument("--sections", nargs="+", choices=SECTIONS, help="only these sections")
     p.add_argument("--models", nargs="+", help="model specs for the training section")
     p.add_argument("--notebooks", nargs="+",
-                   help="notebooks to run (default notebooks/[0-9]*.ipynb)")
+                   help="notebooks to run (default: the weeks notebooks/[0-9]*.ipynb, then "
+                        "the deep dives notebooks/deep_dives/*.ipynb)")
     p.add_argument("--records", type=int, help="first K records for the extraction section")
     p.add_argument("--pfi-beats", type=int,
                    help="test beats for PFI (default 1024; 0 = whole test set)")

@@ -5,13 +5,19 @@ typically ``/srv/nbgrader/exchange``) in which each course (``COURSE_ID``) has a
 ``outbound/`` folder (released assignments) and an ``inbound/`` folder (submissions):
 
 1. ``make exchange-release`` (``python -m utils.course.exchange release``): the learner
-   versions of the weekly notebooks (:func:`utils.course.grading.build_course`) are released
-   to ``outbound/`` (``nbgrader release_assignment``);
+   versions of the weeks and the deep dives (:func:`utils.course.grading.build_course`), one
+   assignment each (id = file name without ``.ipynb``), are released to ``outbound/``
+   (``nbgrader release_assignment``). nbgrader's fetch puts every assignment in a folder of
+   its own, side by side, so the links between notebooks are rewritten for that layout
+   (``deep_dives/D1_x.ipynb`` -> ``../D1_x/D1_x.ipynb``,
+   :func:`utils.course.layout.exchange_links`); the grader trusts those cells as the
+   instructor's (:func:`utils.course.checking.markdown_digests`);
 2. learners fetch them (JupyterLab's *Assignments* tab, or ``nbgrader fetch_assignment
    <week> --course <COURSE_ID>``), work, and submit (*Submit* button, or ``nbgrader submit``);
 3. ``make collect`` (``python -m utils.course.exchange collect``): the latest submission of
    every learner is collected (``nbgrader collect --update``) and copied to
-   ``SUBMISSIONS/<learner>/<notebook>.ipynb``, the folder ``make grade`` grades - which then
+   ``SUBMISSIONS/<learner>/<notebook>.ipynb`` (flat: the file names are unique across weeks
+   and deep dives), the folder ``make grade`` grades - which then
    grades only what is new or changed (:mod:`utils.course.gradebook`).
 
 The exchange steps run in a course folder of their own (``build/exchange/``), never in the
@@ -28,7 +34,9 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from . import grading
+import nbformat
+
+from . import grading, layout
 
 #: Course folder of the exchange steps (its own gradebook, unused).
 EXCHANGE_COURSE_DIR: Path = grading.BUILD_DIR / "exchange"
@@ -69,11 +77,14 @@ def prepare_exchange(exchange_root: Path) -> Path:
 def release(notebooks: Sequence[Path] | None = None, exchange_root: Path = Path(DEFAULT_EXCHANGE),
             course_id: str = DEFAULT_COURSE_ID,
             course_dir: Path = EXCHANGE_COURSE_DIR) -> list[str]:
-    """Release the learner versions of ``notebooks`` to the exchange; returns the ids."""
+    """Release the learner versions of ``notebooks`` (default: the weeks and the deep dives)
+    to the exchange, links rewritten for its layout; returns the assignment ids."""
     notebooks = grading.course_notebooks() if notebooks is None else [Path(p) for p in notebooks]
     prepare_exchange(exchange_root)
     released = grading.build_course(notebooks, course_dir=course_dir, student_dir=None,
                                     fresh=False)
+    for path in released.values():
+        relink_for_exchange(path)
     api = _api(course_dir, exchange_root, course_id)
     for aid in released:
         result = api.release_assignment(aid)
@@ -81,6 +92,24 @@ def release(notebooks: Sequence[Path] | None = None, exchange_root: Path = Path(
             raise RuntimeError(f"nbgrader release_assignment {aid} failed:\n"
                                f"{result.get('log', '')}{result.get('error', '')}")
     return sorted(released)
+
+
+def relink_for_exchange(path: Path) -> bool:
+    """Rewrite the links between notebooks in the learner version ``path`` for nbgrader's
+    fetch layout (:func:`utils.course.layout.exchange_links`); True when something changed.
+
+    Cells nbgrader tracks (answers, tests, locked cells: their checksums were recorded when the
+    assignment was generated) are left as they are."""
+    nb = nbformat.read(path, as_version=4)
+    changed = False
+    for cell in nb.cells:
+        if cell.cell_type == "markdown" and not (cell.metadata.get("nbgrader") or {}):
+            new = layout.exchange_links(cell.source)
+            changed |= new != cell.source
+            cell.source = new
+    if changed:
+        nbformat.write(nb, path)
+    return changed
 
 
 def collect(submissions_dir: Path, assignments: Sequence[str] | None = None,

@@ -420,7 +420,8 @@ def formgrade_command(course_dir: Path = COURSE_DIR, extra: Sequence[str] = ()
 
 # --------------------------------------------------------------------------- command line
 def _print_summary(scores, csv_path: Path) -> None:
-    print("points per learner and week (blank = not submitted; max counts submitted weeks):")
+    print("points per learner and notebook (weeks, then deep dives; blank = not submitted; "
+          "max counts submitted notebooks):")
     table = grading.summary_table(scores)
     print(table.astype(object).where(lambda t: t.notna(), "missing").to_string(index=False))
     print(f"\nscores per learner and exercise: {csv_path}")

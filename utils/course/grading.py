@@ -1,6 +1,8 @@
 """Graded exercises with nbgrader: learner versions, autograding and the score table.
 
-The weekly notebooks in ``notebooks/`` are the nbgrader *source* versions: every exercise is a
+The weekly notebooks ``notebooks/[0-9]*.ipynb`` and the deep dives
+``notebooks/deep_dives/*.ipynb`` are the nbgrader *source* versions (one assignment each, the
+file name without ``.ipynb`` as its id; :mod:`utils.course.layout`): every exercise is a
 solution cell (code between ``### BEGIN SOLUTION`` and ``### END SOLUTION``) followed by a locked
 test cell worth some points. This module wraps nbgrader (we do not write a grader of our own)
 into the two instructor commands of the Makefile:
@@ -9,7 +11,9 @@ into the two instructor commands of the Makefile:
     builds the nbgrader course folder ``build/nbgrader/`` (git-ignored) with one assignment per
     notebook and runs ``nbgrader generate_assignment``: the learner versions, with the solutions
     replaced by ``raise NotImplementedError()``, hidden tests and outputs removed and the test
-    cells kept and locked, are written to ``build/student/`` (and ``build/nbgrader/release/``).
+    cells kept and locked, are written to ``build/student/`` (the deep dives in
+    ``build/student/deep_dives/``, so that the links between notebooks keep working) and
+    ``build/nbgrader/release/``.
 
 ``python -m utils.course.grading grade [SUBMISSIONS]`` (``make grade``)
     copies the submitted notebooks ``SUBMISSIONS/<learner>/<notebook>.ipynb`` into the course
@@ -45,6 +49,7 @@ from typing import Iterable, Sequence
 import nbformat
 
 from ..config import ROOT
+from . import layout
 from .kernel import KERNEL_NAME
 from .kernel import ensure_venv_on_path as _ensure_venv_on_path
 from .sandbox import SandboxUnavailable
@@ -53,14 +58,17 @@ from .sandbox import SandboxUnavailable
 BUILD_DIR: Path = ROOT / "build"
 #: The nbgrader course folder (source/, release/, submitted/, autograded/, feedback/, gradebook.db).
 COURSE_DIR: Path = BUILD_DIR / "nbgrader"
-#: Where ``make student`` puts the learner notebooks, flat, ready to hand out.
+#: Where ``make student`` puts the learner notebooks, ready to hand out (deep dives in
+#: ``deep_dives/``, as in ``notebooks/``).
 STUDENT_DIR: Path = BUILD_DIR / "student"
 #: Default folder of submissions: ``submissions/<learner>/<notebook>.ipynb``.
 SUBMISSIONS_DIR: Path = ROOT / "submissions"
 #: Default score table (one row per learner and exercise).
 GRADES_CSV: Path = BUILD_DIR / "grades.csv"
-#: Source notebooks of the course (the weekly notebooks, solutions in).
-NOTEBOOK_GLOB: str = "notebooks/[0-9]*.ipynb"
+#: Source notebooks of the course (solutions in): the weeks ...
+NOTEBOOK_GLOB: str = f"notebooks/{layout.WEEK_GLOB}"
+#: ... and the deep dives.
+DEEP_DIVE_GLOB: str = f"notebooks/{layout.DEEP_DIVE_GLOB}"
 #: Seconds a single cell may run while autograding (nbgrader's own default is 30 s); a cell
 #: that ignores the interrupt is killed 10 s later (``make grade CELL_TIMEOUT=...``).
 CELL_TIMEOUT: int = 300
@@ -229,15 +237,18 @@ def error_cells(nb) -> list[tuple[int, str | None, str]]:
     return errors
 
 
-def check_source_notebook(path: Path, min_exercises: int = 3) -> list[GradedCell]:
+def check_source_notebook(path: Path, min_exercises: int | None = None) -> list[GradedCell]:
     """Check that ``path`` is a usable nbgrader source notebook; return its graded cells.
 
-    Checks: at least ``min_exercises`` autograded test cells with positive points, unique
+    Checks: at least ``min_exercises`` autograded test cells with positive points (default
+    :func:`utils.course.layout.min_exercises`: 3 for a week, 1 for a deep dive), unique
     ``grade_id`` values, every solution cell holds a complete solution block and every
     solution block sits in a cell marked as a solution. Raises ``ValueError`` listing the
     problems otherwise.
     """
     nb = _read(Path(path))
+    if min_exercises is None:
+        min_exercises = layout.min_exercises(path)
     problems: list[str] = []
     for blocks in (solution_blocks, hidden_test_blocks):
         try:
@@ -341,7 +352,8 @@ def _failure_reason(result: dict) -> str:
 
 
 def assignment_id(notebook: Path) -> str:
-    """nbgrader assignment id of a weekly notebook: its file name without ``.ipynb``."""
+    """nbgrader assignment id of a course notebook (week or deep dive): its file name without
+    ``.ipynb`` (unique across both, checked by :func:`build_course`)."""
     notebook = Path(notebook)
     if notebook.suffix != ".ipynb":
         raise ValueError(f"not a notebook (.ipynb): {notebook}")
@@ -349,20 +361,29 @@ def assignment_id(notebook: Path) -> str:
 
 
 def course_notebooks(root: Path = ROOT) -> list[Path]:
-    """The source notebooks of the course (``notebooks/[0-9]*.ipynb``), sorted."""
-    return sorted(Path(root).glob(NOTEBOOK_GLOB))
+    """The source notebooks of the course: the weeks (``notebooks/[0-9]*.ipynb``), then the
+    deep dives (``notebooks/deep_dives/*.ipynb``), each sorted by name."""
+    return layout.notebooks_in(Path(root) / "notebooks")
+
+
+def course_weeks(root: Path = ROOT) -> list[Path]:
+    """The weekly notebooks only (``notebooks/[0-9]*.ipynb``), sorted."""
+    return [p for p in course_notebooks(root) if not layout.is_deep_dive(p)]
 
 
 def build_course(notebooks: Sequence[Path], course_dir: Path = COURSE_DIR,
                  student_dir: Path | None = STUDENT_DIR, timeout: int = CELL_TIMEOUT,
-                 min_exercises: int = 3, fresh: bool = True) -> dict[str, Path]:
+                 min_exercises: int | None = None, fresh: bool = True) -> dict[str, Path]:
     """Create an nbgrader course from ``notebooks`` and generate the learner versions.
 
-    Each notebook becomes one assignment (id = file stem) in ``course_dir``. With ``fresh``
-    the folder is emptied first, which also resets the gradebook; without it only the sources
-    and releases are replaced, and the gradebook (manual grades), submissions and feedback stay
-    (:mod:`utils.course.gradebook`, ``make grade``). Returns ``{assignment_id: released
-    notebook}``; the released notebooks are also copied, flat, to ``student_dir`` when given.
+    Each notebook, week or deep dive, becomes one assignment (id = file stem, so the names
+    must be unique) in ``course_dir``; ``min_exercises`` (default: 3 for a week, 1 for a deep
+    dive) autograded exercises each. With ``fresh`` the folder is emptied first, which also
+    resets the gradebook; without it only the sources and releases are replaced, and the
+    gradebook (manual grades), submissions and feedback stay (:mod:`utils.course.gradebook`,
+    ``make grade``). Returns ``{assignment_id: released notebook}``; the released notebooks
+    are also copied to ``student_dir`` when given, laid out like ``notebooks/``
+    (:func:`utils.course.layout.learner_path`: deep dives in ``deep_dives/``).
     """
     notebooks = [Path(nb) for nb in notebooks]
     if not notebooks:
@@ -403,10 +424,12 @@ def build_course(notebooks: Sequence[Path], course_dir: Path = COURSE_DIR,
     if student_dir is not None:
         student_dir = Path(student_dir)
         student_dir.mkdir(parents=True, exist_ok=True)
-        for stale in student_dir.glob("*.ipynb"):  # a renamed or removed week
+        for stale in layout.notebooks_in(student_dir):  # a renamed or removed notebook
             stale.unlink()
-        for path in released.values():
-            shutil.copy2(path, student_dir / path.name)
+        for nb, path in zip(notebooks, released.values()):
+            target = student_dir / layout.learner_path(nb)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)
     return released
 
 
@@ -415,9 +438,12 @@ def find_submissions(submissions_dir: Path, notebook_names: Iterable[str]
     """Map ``{learner: {notebook file name: path}}`` from ``submissions_dir/<learner>/...``.
 
     A learner is a sub-folder of ``submissions_dir``; their notebooks are found by file name
-    anywhere below it (so both ``<learner>/<nb>.ipynb`` and nbgrader's own
-    ``<learner>/<assignment>/<nb>.ipynb`` work). Files with other names are ignored with a
-    warning. Raises ``ValueError`` when the folder does not exist or holds no learner folder.
+    anywhere below it (so ``<learner>/<nb>.ipynb``, nbgrader's own
+    ``<learner>/<assignment>/<nb>.ipynb`` and a learner's ``work/`` layout
+    ``<learner>/deep_dives/<nb>.ipynb`` all work; names are unique across the course). Files
+    in hidden folders (``.ipynb_checkpoints/``, ``.released/`` of ``make lab``) are skipped,
+    files with other names are ignored with a warning. Raises ``ValueError`` when the folder
+    does not exist or holds no learner folder.
     """
     submissions_dir = Path(submissions_dir)
     if not submissions_dir.is_dir():
@@ -429,7 +455,9 @@ def find_submissions(submissions_dir: Path, notebook_names: Iterable[str]
                               if p.is_dir() and not p.name.startswith(".")):
         notebooks: dict[str, Path] = {}
         for path in sorted(learner_dir.rglob("*.ipynb")):
-            if ".ipynb_checkpoints" in path.parts:
+            # hidden folders: Jupyter's checkpoints, make lab's .released/ stamps (the
+            # learner versions as handed out) when a learner hands in their whole work/
+            if any(part.startswith(".") for part in path.relative_to(learner_dir).parts[:-1]):
                 continue
             if path.name not in names:
                 log.warning("ignoring %s: not a course notebook name", path)
@@ -883,7 +911,8 @@ def main(argv: list[str] | None = None) -> None:
                          help="notebooks graded at the same time (default 1)")
     for p in (p_student, p_grade):
         p.add_argument("--notebooks", type=Path, nargs="+", default=None,
-                       help="source notebooks (default: notebooks/[0-9]*.ipynb)")
+                       help="source notebooks (default: notebooks/[0-9]*.ipynb, then "
+                            "notebooks/deep_dives/*.ipynb)")
         p.add_argument("--course-dir", type=Path, default=COURSE_DIR)
         p.add_argument("--timeout", type=int, default=CELL_TIMEOUT,
                        help="seconds per cell when autograding")
@@ -896,14 +925,14 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     notebooks = args.notebooks or course_notebooks()
     if not notebooks:
-        sys.exit(f"no notebooks match {NOTEBOOK_GLOB}")
+        sys.exit(f"no notebooks match {NOTEBOOK_GLOB} or {DEEP_DIVE_GLOB}")
     try:
         if args.command == "student":
             # fresh=False: the gradebook of `make grade` (manual scores) stays
-            released = build_course(notebooks, course_dir=args.course_dir,
-                                    student_dir=args.out, timeout=args.timeout, fresh=False)
-            for path in released.values():
-                print(f"learner version: {Path(args.out) / path.name}")
+            build_course(notebooks, course_dir=args.course_dir, student_dir=args.out,
+                         timeout=args.timeout, fresh=False)
+            for nb in notebooks:
+                print(f"learner version: {Path(args.out) / layout.learner_path(nb)}")
             return
         scores = grade(args.submissions, notebooks, course_dir=args.course_dir,
                        csv_path=args.csv, timeout=args.timeout,
@@ -914,7 +943,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"error: {err}")
     except SandboxUnavailable as err:
         sys.exit(f"error: {err}")
-    print("points per learner and week (blank = not submitted; max counts submitted weeks):")
+    print("points per learner and notebook (weeks, then deep dives; blank = not submitted; "
+          "max counts submitted notebooks):")
     print(summary_table(scores).astype(object).where(lambda t: t.notna(), "missing")
           .to_string(index=False))
     print(f"\nscores per learner and exercise: {args.csv}")

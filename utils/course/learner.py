@@ -9,8 +9,10 @@ instructor tools. It therefore:
    leaked solution lines), in a course folder of its own (``build/learner/nbgrader``), so that
    it never resets the instructor's gradebook in ``build/nbgrader``;
 2. copies them into the learner's work folder ``work/`` (git-ignored, not under ``build/``, so
-   that ``make clean`` keeps it). A notebook already there is **never overwritten** - it holds
-   the learner's answers; when its release changed, the fresh version is written beside it as
+   that ``make clean`` keeps it), laid out like ``notebooks/``: the weeks in ``work/``, the
+   deep dives in ``work/deep_dives/`` (:mod:`utils.course.layout`), so that the links between
+   them work. A notebook already there is **never overwritten** - it holds the learner's
+   answers; when its release changed, the fresh version is written beside it as
    ``<name>.new.ipynb`` and the learner is told;
 3. starts JupyterLab on ``work/`` with a Jupyter configuration folder of its own
    (``build/learner/jupyter-config``, set as ``JUPYTER_CONFIG_DIR``, which Jupyter reads last,
@@ -36,6 +38,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..config import ROOT
+from . import layout
 from .kernel import ensure_venv_on_path
 
 #: Everything ``make lab`` generates (course folder, Jupyter configuration, kernelspec).
@@ -72,48 +75,58 @@ def write_learner_config(config_dir: Path) -> Path:
 
 def release_learner_notebooks(notebooks: Sequence[Path] | None = None,
                               build_dir: Path = LEARNER_BUILD_DIR) -> list[Path]:
-    """Make the learner versions of ``notebooks`` fresh from the sources (nbgrader).
+    """Make the learner versions of ``notebooks`` (weeks and deep dives) fresh from the
+    sources (nbgrader).
 
-    Returns the released notebooks (``build_dir/release/<name>.ipynb``). Raises like
+    Returns the released notebooks (``build_dir/release/<name>.ipynb`` for a week,
+    ``build_dir/release/deep_dives/<name>.ipynb`` for a deep dive). Raises like
     :func:`utils.course.grading.build_course` (e.g. a solution line left in a release).
     """
     from . import grading  # not in the learner release, which ships its notebooks released
 
     notebooks = grading.course_notebooks() if notebooks is None else [Path(p) for p in notebooks]
     build_dir = Path(build_dir)
-    released = grading.build_course(notebooks, course_dir=build_dir / "nbgrader",
-                                    student_dir=build_dir / "release")
-    return [build_dir / "release" / path.name for path in released.values()]
+    grading.build_course(notebooks, course_dir=build_dir / "nbgrader",
+                         student_dir=build_dir / "release")
+    return [build_dir / "release" / layout.learner_path(nb) for nb in notebooks]
 
 
 def sync_work_folder(released: Sequence[Path], work_dir: Path = WORK_DIR) -> dict[str, str]:
     """Copy the learner versions into ``work_dir`` without ever losing a learner's work.
 
-    ``work_dir/.released/`` remembers the release each copy was made from. Returns
-    ``{file name: action}``: ``"new"`` (copied), ``"kept"`` (release unchanged),
-    ``"updated"`` (the release changed and the learner had not edited the copy: replaced) or
-    ``"kept, fresh copy: <name>.new.ipynb"`` (the release changed and the learner's copy
-    differs from what was handed out: the fresh version is written beside it).
+    Each notebook goes to its place in the course layout
+    (:func:`utils.course.layout.learner_path`: a week to ``work_dir/<name>``, a deep dive to
+    ``work_dir/deep_dives/<name>``). ``work_dir/.released/`` remembers, under the same
+    relative path, the release each copy was made from. Returns ``{relative path: action}``
+    (e.g. ``"01_week.ipynb"``, ``"deep_dives/D1_dive.ipynb"``): ``"new"`` (copied),
+    ``"kept"`` (release unchanged), ``"updated"`` (the release changed and the learner had
+    not edited the copy: replaced) or ``"kept, fresh copy: <name>.new.ipynb"`` (the release
+    changed and the learner's copy differs from what was handed out: the fresh version is
+    written beside it).
     """
     work_dir = Path(work_dir)
     (work_dir / ".released").mkdir(parents=True, exist_ok=True)
     actions: dict[str, str] = {}
     for path in map(Path, released):
-        target, stamp = work_dir / path.name, work_dir / ".released" / path.name
+        rel = layout.learner_path(path)
+        key = rel.as_posix()
+        target, stamp = work_dir / rel, work_dir / ".released" / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        stamp.parent.mkdir(parents=True, exist_ok=True)
         if not target.exists():
             target.write_bytes(path.read_bytes())
-            actions[path.name] = "new"
+            actions[key] = "new"
         elif stamp.exists() and filecmp.cmp(stamp, path, shallow=False):
-            actions[path.name] = "kept"
+            actions[key] = "kept"
         elif filecmp.cmp(target, path, shallow=False):
-            actions[path.name] = "kept"
+            actions[key] = "kept"
         elif stamp.exists() and filecmp.cmp(stamp, target, shallow=False):
             target.write_bytes(path.read_bytes())
-            actions[path.name] = "updated"
+            actions[key] = "updated"
         else:
             fresh = target.with_name(target.stem + ".new.ipynb")
             fresh.write_bytes(path.read_bytes())
-            actions[path.name] = f"kept, fresh copy: {fresh.name}"
+            actions[key] = f"kept, fresh copy: {fresh.name}"
         stamp.write_bytes(path.read_bytes())
     return actions
 
@@ -169,10 +182,11 @@ def prepare_learner_lab(work_dir: Path = WORK_DIR, build_dir: Path = LEARNER_BUI
     """Release, sync and configure: returns ``(command, environment)`` of the learner lab.
 
     ``released_dir`` holds learner versions made already (the learner release of ``make
-    release``, which has no sources to make them from): they are synced as they are.
+    release``, which has no sources to make them from), laid out like ``notebooks/`` (deep
+    dives in ``deep_dives/``): they are synced as they are.
     """
     if released_dir is not None:
-        released = sorted(Path(released_dir).glob("[0-9]*.ipynb"))
+        released = layout.notebooks_in(released_dir)
         if not released:
             raise ValueError(f"no learner notebooks in {released_dir}")
     else:

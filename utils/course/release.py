@@ -3,9 +3,11 @@
 ``python -m utils.course.release`` writes ``build/release/<name>/`` and
 ``build/release/<name>.tar.gz`` (optionally a git repository in the folder, ``--git``):
 
-- ``notebooks/``: the learner versions of the weekly notebooks (nbgrader's
-  ``generate_assignment``, the step of ``make student``: solutions replaced by
-  ``raise NotImplementedError()`` or "YOUR ANSWER HERE", hidden tests and outputs removed);
+- ``notebooks/``: the learner versions of the weekly notebooks, and in
+  ``notebooks/deep_dives/`` those of the deep dives, laid out as in the course so that their
+  links to each other work (nbgrader's ``generate_assignment``, the step of ``make student``:
+  solutions replaced by ``raise NotImplementedError()`` or "YOUR ANSWER HERE", hidden tests
+  and outputs removed);
 - ``utils/``: the course library the notebooks import, *without* the instructor tooling
   (:data:`INSTRUCTOR_MODULES`: nbgrader workflow, grading sandbox, answer export, trusted
   check, gradebook, exchange, Dask engine, benchmark, re-execution) - none of it is needed to
@@ -49,7 +51,7 @@ from typing import Iterable, Sequence
 import nbformat
 
 from ..config import ROOT
-from . import grading
+from . import grading, layout
 
 #: Default name of the release (folder and archive under ``build/release/``).
 RELEASE_NAME = "xai-ecg-course"
@@ -83,6 +85,9 @@ class Release:
     archive: Path | None
     notebooks: list[Path]
     files: int
+    #: Links between the released notebooks that do not resolve (``notebook -> link``), e.g.
+    #: to a deep dive left out by ``--notebooks``; empty for a whole course.
+    broken_links: tuple[str, ...] = ()
 
 
 def _copy_tree(src: Path, dst: Path, exclude: Iterable[str] = ()) -> int:
@@ -187,9 +192,10 @@ def build_release(out_dir: Path | None = None, notebooks: Sequence[Path] | None 
         learner_requirements((root / "requirements.txt").read_text()))
     shutil.copy2(root / "pyproject.toml", out_dir / "pyproject.toml")
     files += 2 + _copy_tree(TEMPLATE_DIR, out_dir)
-    # the deep dives are not handed out here (make lab does not offer them either), but their
-    # solutions must not be readable in what is (e.g. in a shipped utils module)
-    leaks = find_leaks(out_dir, [*notebooks, *deep_dives(root)])
+    # every notebook of the course is searched for, also one left out of ``notebooks``: its
+    # solutions must not be readable in what is shipped (e.g. in a utils module)
+    searched = list(dict.fromkeys([*notebooks, *grading.course_notebooks(root)]))
+    leaks = find_leaks(out_dir, searched)
     if leaks:
         shutil.rmtree(out_dir)
         raise RuntimeError("the learner release would give answers away:\n  "
@@ -202,12 +208,13 @@ def build_release(out_dir: Path | None = None, notebooks: Sequence[Path] | None 
         with tarfile.open(tar, "w:gz") as handle:
             handle.add(out_dir, arcname=out_dir.name,
                        filter=lambda info: None if ".git" in Path(info.name).parts else info)
-    return Release(out_dir, tar, sorted((out_dir / "notebooks").glob("*.ipynb")), files)
+    return Release(out_dir, tar, layout.notebooks_in(out_dir / "notebooks"), files,
+                   tuple(layout.broken_notebook_links(out_dir / "notebooks")))
 
 
 def deep_dives(root: Path = ROOT) -> list[Path]:
     """The deep-dive notebooks (``notebooks/deep_dives/*.ipynb``), sorted."""
-    return sorted((Path(root) / "notebooks" / "deep_dives").glob("*.ipynb"))
+    return [p for p in grading.course_notebooks(root) if layout.is_deep_dive(p)]
 
 
 def _git_commit(folder: Path) -> None:
@@ -304,8 +311,12 @@ def main(argv: list[str] | None = None) -> None:
                                 colab_branch=args.colab_branch)
     except (ValueError, RuntimeError) as err:
         sys.exit(f"error: {err}")
+    dives = sum(layout.is_deep_dive(p) for p in release.notebooks)
     print(f"learner release: {release.folder} ({release.files} files, "
-          f"{len(release.notebooks)} notebooks; no solution, hidden test or instructor code)")
+          f"{len(release.notebooks) - dives} week(s) and {dives} deep dive(s); no solution, "
+          "hidden test or instructor code)")
+    for link in release.broken_links:
+        print(f"warning: broken link between notebooks: {link}")
     if release.archive:
         print(f"archive:         {release.archive}")
     print(f"learners run:    make lab   (inside the folder; make test checks the setup)")

@@ -18,7 +18,9 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
+#: The weeks, then the deep dives (notebooks/deep_dives/), as the course lays them out.
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb")) + sorted(
+    (ROOT / "notebooks" / "deep_dives").glob("*.ipynb"))
 
 
 def test_utils_is_the_one_of_this_folder():
@@ -86,6 +88,16 @@ def test_make_lab_prepares_the_work_folder(tmp_path):
            str(tmp_path / "build"), "--prepare-only"]
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
-    assert sorted(p.name for p in (tmp_path / "work").glob("*.ipynb")) == \
-        [p.name for p in NOTEBOOKS]
+    work = tmp_path / "work"
+    copied = sorted(p.relative_to(work).as_posix() for p in work.rglob("*.ipynb")
+                    if ".released" not in p.relative_to(work).parts)
+    assert copied == sorted(p.relative_to(ROOT / "notebooks").as_posix() for p in NOTEBOOKS)
     assert "jupyterlab" in out.stdout
+
+
+def test_links_between_notebooks_resolve():
+    """A week's link to a deep dive (``deep_dives/D1_....ipynb``) and back (``../01_....ipynb``)
+    points at a notebook of this release."""
+    from utils.course import layout
+
+    assert layout.broken_notebook_links(ROOT / "notebooks") == []
