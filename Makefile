@@ -28,6 +28,7 @@ help:  ## list the targets and the variables
 #var GRADE_ARGS	more options for make grade, e.g. GRADE_ARGS="--regrade" or "--engine threads"
 #var EXCHANGE	nbgrader exchange root for exchange-release/collect (default /srv/nbgrader/exchange)
 #var COURSE_ID	nbgrader course id on the exchange (default xai-ecg)
+#var SELFCHECK	make release SELFCHECK=off: a graded release whose exercises give no right/wrong feedback
 #var SUBMISSIONS	folder of <learner>/<notebook>.ipynb for make grade (default submissions)
 #var CELL_TIMEOUT	make grade: seconds a cell may run, then interrupted; killed 10 s later (default 300)
 #var NOTEBOOK_TIMEOUT	make grade: seconds a whole notebook may run in its sandbox (default 1200)
@@ -134,8 +135,8 @@ test-class: data sandbox-try  ## end to end: incremental grades, exchange, Dask 
 test-portable: data  ## every notebook re-executed under perturbed numerics and compared (nbval)
 	$(PY) -m utils.course.portable $(NOTEBOOKS) $(PYTEST_NB) -q -ra
 
-notebooks: data  ## re-execute the notebooks in place (refresh the committed outputs)
-	$(PY) -m utils.course.execute $(NOTEBOOKS)
+notebooks: data  ## re-execute the notebooks in place (refresh the committed outputs and the self-check digests)
+	SELFCHECK_RECORD=1 $(PY) -m utils.course.execute $(NOTEBOOKS)
 
 models: data  ## train every course model and save it under data/models/ (about 1 h on 2 cores)
 	$(PY) -m utils.training
@@ -187,7 +188,7 @@ formgrade: $(STAMP)  ## nbgrader's formgrader on the gradebook: written answers 
 	$(PY) -m utils.course.gradebook formgrade -- $(LAB_ARGS)
 
 release: $(STAMP)  ## learner distribution without answers -> build/release/xai-ecg-course/ and .tar.gz
-	$(PY) -m utils.course.release
+	$(PY) -m utils.course.release $(if $(filter off,$(SELFCHECK)),--no-selfcheck)
 
 exchange-release: $(STAMP)  ## release the learner notebooks to nbgrader's exchange (EXCHANGE, COURSE_ID)
 	EXCHANGE=$(EXCHANGE) COURSE_ID=$(COURSE_ID) $(PY) -m utils.course.exchange release

@@ -157,3 +157,17 @@ def test_setup_notebook_applies_the_course_style(monkeypatch):
 
     from utils import notebook
     assert "use_course_style()" in inspect.getsource(notebook.setup_notebook)
+
+
+def test_one_colour_per_method_and_every_spelling_finds_it():
+    from matplotlib.colors import to_rgb
+
+    from utils.plotting import METHOD_COLOURS, method_colour
+    rgb = [to_rgb(c) for c in METHOD_COLOURS.values()]
+    assert len(set(rgb)) == len(rgb), "two methods share a colour"
+    assert method_colour("integrated_gradients") == method_colour("IG")
+    assert method_colour("lrp_epsilon") == method_colour("LRP")
+    assert method_colour("Grad-CAM (LSTM)") == method_colour("grad_cam")
+    assert method_colour("Attention") == METHOD_COLOURS["attention"]
+    with pytest.raises(KeyError):
+        method_colour("astrology")

@@ -40,6 +40,7 @@ def test_release_has_what_a_learner_needs(built):
     for name in ("Makefile", "README.md", "requirements.txt", "pyproject.toml",
                  "utils/config.py", "utils/course/exercises.py", "utils/course/learner.py",
                  "utils/course/kernel.py", "utils/course/evaluation_grid.py",
+                 "utils/course/selfcheck.py", "utils/course/selfcheck_keys.json",
                  "tests/test_setup.py"):
         assert (folder / name).is_file(), name
     assert sorted((folder / "data" / "models").iterdir()) and \
@@ -129,3 +130,16 @@ def test_release_make_test_passes_inside_it(built):
 ])
 def test_generic_lines(line, generic):
     assert release.is_generic(line) is generic
+
+
+def test_a_graded_release_leaves_the_self_check_digests_out(tmp_path, monkeypatch):
+    """``make release SELFCHECK=off``: the release is built without the digests (nbgrader's
+    step is replaced by a stub here; the full build is tested above)."""
+    def fake_build_course(notebooks, course_dir, student_dir):
+        Path(student_dir).mkdir(parents=True)
+        return {}
+    monkeypatch.setattr(release.grading, "build_course", fake_build_course)
+    off = release.build_release(tmp_path / "off", [], archive=False, selfcheck=False)
+    on = release.build_release(tmp_path / "on", [], archive=False)
+    assert not (off.folder / "utils/course/selfcheck_keys.json").exists()
+    assert (on.folder / "utils/course/selfcheck_keys.json").is_file()

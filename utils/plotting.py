@@ -22,6 +22,40 @@ SEQUENTIAL_CMAP = "viridis"
 #: Smallest font size (points) of any text in a course figure.
 MIN_FONT_SIZE = 8.0
 
+#: One colour per explanation method, the same in every figure of the course (Okabe & Ito's
+#: colour-blind-safe palette first, then darker tones; grey is kept for the random baseline).
+METHOD_COLOURS: dict[str, str] = {
+    "PFI": "#8c564b", "LIME": "#E69F00", "Kernel SHAP": "#D55E00", "gradient SHAP": "#CC79A7",
+    "CAM": "#56B4E9", "Grad-CAM": "#0072B2", "IG": "#009E73", "LRP": "#6a3d9a",
+    "saliency": "#b59b00", "gradient x input": "#17becf", "attention": "#a50f15",
+    "counterfactual": "#1b1b1b", "random": "#999999",
+}
+#: Other spellings of the methods (lower case, ``_`` as a space) -> the keys above.
+METHOD_ALIASES: dict[str, str] = {
+    "integrated gradients": "IG", "kernelshap": "Kernel SHAP", "shap": "Kernel SHAP",
+    "gradcam": "Grad-CAM", "grad cam": "Grad-CAM", "gradient shap": "gradient SHAP",
+    "gradient×input": "gradient x input", "gradient times input": "gradient x input",
+    "permutation feature importance": "PFI",
+}
+
+
+def method_colour(label: str) -> str:
+    """The course colour of a method label (``"IG"``, ``"integrated_gradients"``,
+    ``"lrp_epsilon"`` and ``"Grad-CAM (LSTM)"`` alike); KeyError for an unknown method."""
+    key = label.split(" (")[0].strip()
+    if key in METHOD_COLOURS:
+        return METHOD_COLOURS[key]
+    low = key.lower().replace("_", " ").replace("-", " ")
+    for name in METHOD_COLOURS:
+        if low == name.lower().replace("-", " "):
+            return METHOD_COLOURS[name]
+    if low in METHOD_ALIASES:
+        return METHOD_COLOURS[METHOD_ALIASES[low]]
+    if low.startswith("lrp"):
+        return METHOD_COLOURS["LRP"]
+    raise KeyError(f"no course colour for the method {label!r}; add it to METHOD_COLOURS")
+
+
 #: Matplotlib settings of every course figure (see docs/FIGURES.md): no text under 8 pt.
 COURSE_RC: dict = {
     "figure.dpi": 90, "figure.figsize": (9, 3.2), "axes.grid": True, "grid.alpha": 0.3,

@@ -112,8 +112,12 @@ def learner_requirements(text: str) -> str:
 
 
 def build_release(out_dir: Path | None = None, notebooks: Sequence[Path] | None = None,
-                  archive: bool = True, git: bool = False, root: Path = ROOT) -> Release:
+                  archive: bool = True, git: bool = False, root: Path = ROOT,
+                  selfcheck: bool = True) -> Release:
     """Build the learner release in ``out_dir`` (emptied first); see the module docstring.
+
+    ``selfcheck=False`` (``make release SELFCHECK=off``, for a graded course) leaves out the
+    digests of :mod:`utils.course.selfcheck`, so the exercises' self-checks say they are off.
 
     Raises ``RuntimeError`` listing what leaked when :func:`find_leaks` finds anything.
     """
@@ -133,6 +137,8 @@ def build_release(out_dir: Path | None = None, notebooks: Sequence[Path] | None 
     files += _copy_tree(root / "utils", out_dir / "utils",
                         exclude=[f"course/{m}" for m in INSTRUCTOR_MODULES]
                         + ["course/release_template"])
+    if not selfcheck:
+        (out_dir / "utils" / "course" / "selfcheck_keys.json").unlink(missing_ok=True)
     for folder in DATA_FOLDERS:
         if (root / "data" / folder).is_dir():
             files += _copy_tree(root / "data" / folder, out_dir / "data" / folder)
@@ -242,10 +248,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--notebooks", type=Path, nargs="+", default=None)
     parser.add_argument("--git", action="store_true", help="also make it a git repository")
     parser.add_argument("--no-archive", action="store_true")
+    parser.add_argument("--no-selfcheck", action="store_true",
+                        help="leave the self-check digests out (a graded release)")
     args = parser.parse_args(argv)
     try:
         release = build_release(args.out, args.notebooks, archive=not args.no_archive,
-                                git=args.git)
+                                git=args.git, selfcheck=not args.no_selfcheck)
     except (ValueError, RuntimeError) as err:
         sys.exit(f"error: {err}")
     print(f"learner release: {release.folder} ({release.files} files, "
