@@ -1,23 +1,28 @@
-"""Put the "Open in Colab" badge and the Colab set-up cell into course notebooks (idempotent).
+"""The "Open in Colab" badge and the Colab set-up cell of course notebooks (idempotent).
 
-``python site/colab.py notebooks/0*.ipynb notebooks/deep_dives/*.ipynb`` writes into each
-notebook
+``make release`` (:func:`utils.course.release.add_colab_cells`) puts both into every notebook
+of the learner release; ``python site/colab.py NOTEBOOK...`` does the same to any notebook:
 
 1. a markdown cell at the top with the Colab badge of that notebook, and
 2. a code cell just before the notebook's first code cell that, **on Colab only**, installs
-   the course: it stops with instructions when the runtime's Python is outside 3.10-3.12
-   (Colab's default runtime moved to Python 3.13, where numpy < 2 and TensorFlow 2.17.1 have no
-   wheels), otherwise clones the repository, installs ``requirements.txt`` and ``utils``,
-   fetches and verifies MIT-BIH (``python -m utils.data``) and restarts the runtime once so
-   that the pinned numpy and TensorFlow are the ones imported. Anywhere else (``make lab``,
-   Binder, nbval, a grader's sandbox) it prints nothing and changes nothing.
+   the course: it prints how to switch the runtime and stops (before any ``pip``) when the
+   runtime's Python is outside 3.10-3.12 (Colab's default runtime moved to Python 3.13, where
+   numpy < 2 and TensorFlow 2.17.1 have no wheels), otherwise clones the learner release,
+   installs its ``requirements.txt`` and ``utils``, fetches and verifies MIT-BIH
+   (``python -m utils.data``) and restarts the runtime once so that the pinned numpy and
+   TensorFlow are the ones imported. Anywhere else (``make lab``, Binder, nbval, a grader's
+   sandbox) it prints nothing and changes nothing.
+
+Both open the **published learner release** (``site_settings.release_target``:
+``COURSE_RELEASE_REPOSITORY`` / ``COURSE_RELEASE_BRANCH``, default the branch ``learner`` of
+the course repository), never the course's own ``notebooks/``, which hold the solutions; a
+target equal to the course repository's branch is refused. The notebook's path in the badge is
+its path relative to ``--root`` (the release folder for a release).
 
 Both cells carry ``metadata.course_colab`` (``"badge"`` / ``"setup"``): running the tool
-again replaces them with the current version (same bytes when nothing changed), so it is safe
-to run after every edit of a notebook. ``--check`` only reports the notebooks whose cells are
-missing or out of date (exit status 1), ``--remove`` takes the cells out again. The
-repository and branch come from ``site/site_settings.py`` (``COURSE_REPOSITORY``,
-``COURSE_BRANCH``) unless ``--repository`` / ``--branch`` are given.
+again replaces them with the current version (same bytes when nothing changed). ``--check``
+only reports the notebooks whose cells are missing or out of date (exit status 1),
+``--remove`` takes the cells out again. ``--repository`` / ``--branch`` override the settings.
 """
 from __future__ import annotations
 
@@ -38,24 +43,30 @@ BADGE_IMAGE = "https://colab.research.google.com/assets/colab-badge.svg"
 
 SETUP_TEMPLATE = '''\
 # Google Colab only: install the course into this runtime (pinned packages, utils, MIT-BIH).
-# Anywhere else (make lab, Binder, your own Jupyter) this cell does nothing.
+# Anywhere else (make lab, Binder, your own Jupyter) this cell does nothing and prints nothing.
 import os
 import sys
 
 if "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ:
     COURSE_REPOSITORY, COURSE_BRANCH = {repository!r}, {branch!r}
     if not ({low}) <= sys.version_info[:2] <= ({high}):
-        raise RuntimeError(
-            f"This course needs Python {low_text} to {high_text}, but this Colab runtime runs "
-            f"Python {{sys.version.split()[0]}}: numpy < 2 and TensorFlow 2.17.1, which the "
-            "course is pinned to, have no packages for it.\\n"
-            "Switch to a Python {high_text} runtime:\\n"
-            "  1. menu Runtime > Change runtime type;\\n"
-            "  2. under 'Runtime version' choose a version with Python {high_text} "
-            "(2026.01 or 2025.10 when this course was written) instead of 'Latest';\\n"
-            "  3. Save, wait for the new runtime, then run this cell again.\\n"
-            "(Alternatively: Tools > Command palette > 'Use fallback runtime version', "
-            "if it offers Python {high_text}.)")
+        print(f"This course needs Python {low_text} to {high_text}; this Colab runtime runs "
+              f"Python {{'.'.join(map(str, sys.version_info[:3]))}}, for which numpy < 2 and "
+              "TensorFlow 2.17.1 (the course's pins) have no packages. Nothing was installed.\\n"
+              "Switch the runtime to Python {high_text}:\\n"
+              "  1. menu Runtime > Change runtime type;\\n"
+              "  2. under 'Runtime version' choose a version with Python {high_text} "
+              "(2026.01 or 2025.10 when this course was written) instead of 'Latest';\\n"
+              "  3. Save, wait for the new runtime, then run this cell again.")
+
+        class CourseSetupStopped(RuntimeError):
+            \"\"\"Stops 'Run all' here; IPython shows this one line instead of a traceback.\"\"\"
+
+            def _render_traceback_(self):
+                return [f"CourseSetupStopped: {{self}}"]
+
+        raise CourseSetupStopped("switch the runtime to Python {high_text} (see above), "
+                                 "then run this cell again")
     import pathlib
     import subprocess
 
@@ -79,20 +90,21 @@ if "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ:
 
 
 def setup_source(repository: str | None = None, branch: str | None = None) -> str:
-    """The source of the Colab set-up cell."""
+    """The source of the Colab set-up cell; it installs the learner release
+    (:func:`site_settings.release_target`: ``repository``/``branch`` or the settings)."""
     (low, high) = site_settings.SUPPORTED_PYTHON
+    repository, branch = site_settings.release_target(repository, branch)
     return SETUP_TEMPLATE.format(
-        repository=repository or site_settings.REPOSITORY, branch=branch or site_settings.BRANCH,
+        repository=repository, branch=branch,
         low=", ".join(map(str, low)), high=", ".join(map(str, high)),
         low_text=".".join(map(str, low)), high_text=".".join(map(str, high))).rstrip("\n")
 
 
 def badge_source(notebook_path: str, repository: str | None = None,
                  branch: str | None = None) -> str:
-    """The markdown of the badge that opens ``notebook_path`` (repository path) in Colab."""
-    repository = repository or site_settings.REPOSITORY
-    branch = branch or site_settings.BRANCH
-    url = f"https://colab.research.google.com/github/{repository}/blob/{branch}/{notebook_path}"
+    """The markdown of the badge that opens ``notebook_path`` (its path in the learner release,
+    e.g. ``notebooks/01_x.ipynb``) in Colab, from the published learner release."""
+    url = site_settings.colab_url(notebook_path, repository, branch)
     return f"[![Open In Colab]({BADGE_IMAGE})]({url})"
 
 
@@ -148,8 +160,12 @@ def update(path: Path, repository: str | None = None, branch: str | None = None,
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Colab badge and set-up cell in notebooks")
     parser.add_argument("notebooks", nargs="+", type=Path)
-    parser.add_argument("--repository", help=f"owner/name (default {site_settings.REPOSITORY})")
-    parser.add_argument("--branch", help=f"branch Colab opens (default {site_settings.BRANCH})")
+    parser.add_argument("--repository", help="owner/name of the published learner release "
+                        f"(default {site_settings.RELEASE_REPOSITORY})")
+    parser.add_argument("--branch", help="its branch that Colab opens "
+                        f"(default {site_settings.RELEASE_BRANCH})")
+    parser.add_argument("--root", type=Path, default=ROOT,
+                        help="folder the badge paths are relative to (default: the repository)")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--check", action="store_true",
                        help="only report notebooks whose Colab cells are missing or outdated")
@@ -158,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     stale = []
     for path in args.notebooks:
         changed = update(path, args.repository, args.branch, remove=args.remove,
-                         write=not args.check)
+                         write=not args.check, root=args.root)
         if changed:
             stale.append(path)
         verb = ("out of date" if args.check else "updated") if changed else "up to date"

@@ -176,14 +176,26 @@ def _relative(from_page: str, target: str) -> str:
     return posixpath.relpath(target, posixpath.dirname(from_page) or ".")
 
 
+def released_path(notebook: Notebook) -> str | None:
+    """The notebook's path in the learner release (``make release``), or None when the release
+    does not hand it out. The release holds the weeks (``grading.course_notebooks``: the files
+    of :data:`WEEK_GLOB`) in ``notebooks/``; the deep dives are not in it."""
+    return f"notebooks/{posixpath.basename(notebook.path)}" if notebook.kind == "week" else None
+
+
 def badge_line(notebook: Notebook) -> str:
-    """Markdown of the launch badges of one notebook page (images served by the site)."""
+    """Markdown of the launch badges of one notebook page (images served by the site).
+
+    Colab opens the notebook of the published learner release (no solutions), so only the
+    notebooks the release hands out get a Colab badge."""
     page = notebook.path
     binder_path = (f"work/{posixpath.basename(page)}" if notebook.graded and
                    notebook.kind == "week" else page)
+    release = released_path(notebook)
     parts = [
         (site_settings.binder_url(binder_path), "Launch Binder", "binder.svg"),
-        (site_settings.colab_url(page), "Open in Colab", "colab.svg"),
+        *([(site_settings.colab_url(release), "Open in Colab", "colab.svg")]
+          if release else []),
         (site_settings.github_url(page), "Source on GitHub", "github.svg"),
     ]
     return " ".join(f"[![{alt}]({_relative(page, '_static/badges/' + svg)})]({url})"
@@ -221,6 +233,11 @@ def _write_markdown_cells(nb, page: str, pages: set[str]) -> None:
             cell.source = rewrite_links(cell.source, page, pages)
 
 
+def _landing_colab(weeks: list[Notebook]) -> str:
+    """Colab address of the first week in the learner release (GitHub page without weeks)."""
+    return site_settings.colab_url(released_path(weeks[0])) if weeks else site_settings.github_url()
+
+
 def landing_page(notebooks: list[Notebook], docs: list[str], api: dict[str, list[str]]) -> str:
     """The site's ``index.md``: what, syllabus, for whom, how to run, and the tables of contents."""
     weeks = [n for n in notebooks if n.kind == "week"]
@@ -234,7 +251,7 @@ def landing_page(notebooks: list[Notebook], docs: list[str], api: dict[str, list
         "# Explainable ML for ECG time-series classification", "",
         f"[![Launch Binder](_static/badges/binder.svg)]({site_settings.binder_url('work/')}) "
         f"[![Open in Colab](_static/badges/colab.svg)]"
-        f"({site_settings.colab_url(weeks[0].path) if weeks else site_settings.github_url()}) "
+        f"({_landing_colab(weeks)}) "
         f"[![Source on GitHub](_static/badges/github.svg)]({site_settings.github_url()})", "",
         "An open, four-week course on **explainability (XAI) for deep time-series classifiers "
         "in healthcare**, on the real **MIT-BIH Arrhythmia Database** (48 two-lead half-hour "
@@ -267,10 +284,13 @@ def landing_page(notebooks: list[Notebook], docs: list[str], api: dict[str, list
         "- **Binder** (nothing to install): the *Launch Binder* badge builds the same "
         "environment and opens the learner notebooks in JupyterLab. The first build takes a "
         "while; work is lost when the session ends, so download your notebook.",
-        "- **Colab**: the *Open in Colab* badge of each notebook page. The notebook's first "
-        "code cell installs the course's pinned packages. They need Python 3.10-3.12: on a "
-        "newer Colab runtime the cell stops and says how to switch the runtime version "
-        "(*Runtime > Change runtime type > Runtime version*).", "",
+        "- **Colab**: the *Open in Colab* badge of each week's page opens that week from the "
+        "learner release (no solutions). The notebook's first code cell installs the course's "
+        "pinned packages and MIT-BIH. They need Python 3.10-3.12: on a newer Colab runtime "
+        "the cell stops before installing anything and says how to switch the runtime "
+        "version (*Runtime > Change runtime type > Runtime version*). The deep dives are not "
+        "in the learner release (no Colab badge): open them from a clone of the course or on "
+        "Binder.", "",
         "Exercises are graded with nbgrader: in the learner notebooks each exercise is a cell "
         "with `raise NotImplementedError()` to replace and a test cell to run. This site never "
         "shows solutions or hidden tests.", "",

@@ -6,6 +6,7 @@ release's own ``make test`` inside it (its utils/, not this repository's).
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -143,3 +144,97 @@ def test_a_graded_release_leaves_the_self_check_digests_out(tmp_path, monkeypatc
     on = release.build_release(tmp_path / "on", [], archive=False)
     assert not (off.folder / "utils/course/selfcheck_keys.json").exists()
     assert (on.folder / "utils/course/selfcheck_keys.json").is_file()
+
+
+# --- Colab: every released notebook opens from the published release, set-up cell first ------
+
+#: Runs a cell as Colab would on a Python 3.13 runtime: ``google.colab`` imported, the version
+#: patched, ``pip``/``git`` (subprocess, os.system) recorded instead of run; IPython shows
+#: the result as a notebook would.
+FAKE_COLAB_313 = r'''
+import json, os, subprocess, sys, types
+calls = []
+def record(*args, **kwargs):
+    calls.append(repr(args))
+    raise SystemExit("a command was started: " + repr(args))
+subprocess.run = subprocess.call = subprocess.check_call = subprocess.Popen = record
+os.system = record
+sys.modules["google.colab"] = types.ModuleType("google.colab")
+sys.version_info = (3, 13, 5, "final", 0)
+from IPython.core.interactiveshell import InteractiveShell
+result = InteractiveShell.instance().run_cell(open(sys.argv[1]).read())
+print("RESULT " + json.dumps({"error": type(result.error_in_exec).__name__, "calls": calls}))
+'''
+
+
+def _colab_cells(path: Path):
+    nb = nbformat.read(path, as_version=4)
+    first_md = next(c for c in nb.cells if c.cell_type == "markdown")
+    first_code = next(c for c in nb.cells if c.cell_type == "code")
+    return nb, first_md, first_code
+
+
+@needs_notebooks
+def test_released_notebooks_open_the_release_on_colab(built):
+    """First markdown cell: the badge of this notebook in the published release (never the
+    course branch with the solutions); first code cell: the set-up cell, which clones that
+    release; both recognisable by the tool's metadata."""
+    tool = release.colab_tool()
+    repository, branch = tool.site_settings.release_target()
+    assert (repository, branch) != (tool.site_settings.REPOSITORY, tool.site_settings.BRANCH)
+    for path in built.notebooks:
+        nb, badge, setup = _colab_cells(path)
+        assert nb.cells[0] is badge and badge.metadata[tool.KEY] == "badge"
+        assert setup.metadata[tool.KEY] == "setup"
+        url = badge.source.split("](")[-1].rstrip(")")
+        rel = path.relative_to(built.folder).as_posix()
+        assert url == (f"https://colab.research.google.com/github/{repository}/blob/{branch}/"
+                       f"{rel}")
+        assert (built.folder / rel).is_file() and rel == f"notebooks/{path.name}"
+        assert f"{repository!r}, {branch!r}" in setup.source
+        assert not setup.get("outputs") and "BEGIN" not in setup.source
+
+
+@needs_notebooks
+def test_released_setup_cell_is_silent_outside_colab(built):
+    """Nothing to compare for nbval and nothing done in make lab, Binder or a grading sandbox."""
+    _, _, setup = _colab_cells(built.notebooks[0])
+    out = subprocess.run([sys.executable, "-c", setup.source], capture_output=True, text=True,
+                         env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")}, timeout=60)
+    assert (out.returncode, out.stdout, out.stderr) == (0, "", "")
+
+
+@needs_notebooks
+def test_released_setup_cell_on_python_313_says_how_to_switch_and_stops(built, tmp_path):
+    """On Colab's Python 3.13 runtime: the switch instructions, then a one-line stop (no
+    traceback), and no pip or git started."""
+    _, _, setup = _colab_cells(built.notebooks[0])
+    (tmp_path / "cell.py").write_text(setup.source)
+    (tmp_path / "fake_colab.py").write_text(FAKE_COLAB_313)
+    out = subprocess.run([sys.executable, str(tmp_path / "fake_colab.py"),
+                          str(tmp_path / "cell.py")], capture_output=True, text=True,
+                         timeout=120, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout.split("RESULT ", 1)[1])
+    assert result == {"error": "CourseSetupStopped", "calls": []}
+    shown = out.stdout.split("RESULT ", 1)[0] + out.stderr
+    assert "Python 3.13.5" in shown and "Nothing was installed" in shown
+    assert "Runtime > Change runtime type" in shown and "'Runtime version'" in shown
+    assert "Python 3.12" in shown and "run this cell again" in shown
+    assert "Traceback" not in shown and "pip" not in shown.replace("pins", "")
+
+
+def test_colab_cells_never_target_the_course_branch(tmp_path):
+    """A release whose badges would open the course's own notebooks (solutions) is refused."""
+    settings = release.colab_tool().site_settings
+    folder = tmp_path / "rel"
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Week"),
+                                         nbformat.v4.new_code_cell("x = 1")])
+    write(nb, folder / "notebooks" / "01_w.ipynb")
+    with pytest.raises(ValueError, match="solutions"):
+        release.add_colab_cells(folder, settings.REPOSITORY, settings.BRANCH)
+    assert release.add_colab_cells(folder, "me/course-learner", "main") == \
+        [folder / "notebooks" / "01_w.ipynb"]
+    cells = nbformat.read(folder / "notebooks" / "01_w.ipynb", as_version=4).cells
+    assert [c.metadata.get("course_colab") for c in cells] == ["badge", None, "setup", None]
+    assert "github/me/course-learner/blob/main/notebooks/01_w.ipynb" in cells[0].source

@@ -102,6 +102,11 @@ def test_prepare_sources_picks_up_deep_dives(tmp_path):
     assert dive.cells[1].outputs[0].text == "hello\n"
     week = nbformat.read(src / "notebooks" / "01_toy.ipynb", as_version=4)
     assert "lab/tree/work/01_toy.ipynb" in week.cells[0].source  # Binder: the learner copy
+    # Colab opens the week from the learner release; the deep dive is not in the release
+    assert f"({site_settings.colab_url('notebooks/01_toy.ipynb')})" in week.cells[0].source
+    assert "/blob/learner/notebooks/01_toy.ipynb" in site_settings.colab_url(
+        "notebooks/01_toy.ipynb", "me/course")
+    assert "Open in Colab" not in dive.cells[0].source
     assert "raise NotImplementedError()" in week.cells[2].source
     readme = (src / "README.md").read_text()
     assert "https://x/b.svg" not in readme

@@ -11,6 +11,7 @@ import pytest
 
 import colab
 import site_build
+import site_settings
 from utils.config import ROOT
 from utils.course import exercises, grading
 
@@ -40,7 +41,10 @@ def test_insert_is_idempotent_and_removable(week_copy):
     assert roles[0] == "badge" and roles.count("badge") == roles.count("setup") == 1
     setup_at = roles.index("setup")
     assert all(c.cell_type != "code" for c in nb.cells[:setup_at])  # the first code cell
-    assert f"blob/main/notebooks/{WEEK.name}" in nb.cells[0].source
+    # the learner release (its branch), never the course's own notebooks with the solutions
+    repository, branch = site_settings.release_target()
+    assert f"github/{repository}/blob/{branch}/notebooks/{WEEK.name}" in nb.cells[0].source
+    assert f"/blob/{site_settings.BRANCH}/" not in nb.cells[0].source
     # another repository: the cells are replaced, not added
     assert colab.update(week_copy, repository="someone/course", branch="dev", root=root)
     nb = nbformat.read(week_copy, as_version=4)
@@ -112,12 +116,26 @@ def _run_on_fake_colab(monkeypatch, version):
 
 
 @pytest.mark.parametrize("version", [(3, 13, 0), (3, 14, 1), (3, 9, 18)])
-def test_unsupported_python_on_colab_stops_before_pip(monkeypatch, version):
+def test_unsupported_python_on_colab_stops_before_pip(monkeypatch, capsys, version):
+    # a pip or git call would end the cell without this error (see _run_on_fake_colab)
     with pytest.raises(RuntimeError) as err:
         _run_on_fake_colab(monkeypatch, version)
-    message = str(err.value)
-    assert "Runtime > Change runtime type" in message and "Runtime version" in message
-    assert "Python 3.12" in message and "TensorFlow 2.17.1" in message
+    assert type(err.value).__name__ == "CourseSetupStopped"
+    # IPython shows this single line in place of a traceback
+    assert err.value._render_traceback_() == [f"CourseSetupStopped: {err.value}"]
+    printed = capsys.readouterr().out
+    assert "Runtime > Change runtime type" in printed and "'Runtime version'" in printed
+    assert "Python 3.12" in printed and "TensorFlow 2.17.1" in printed
+    assert f"Python {'.'.join(map(str, version))}," in printed
+
+
+def test_release_target_is_never_the_course_branch(monkeypatch):
+    assert site_settings.release_target("me/course", "learner") == ("me/course", "learner")
+    with pytest.raises(ValueError, match="solutions"):
+        site_settings.release_target(site_settings.REPOSITORY, site_settings.BRANCH)
+    with pytest.raises(ValueError):
+        colab.badge_source("notebooks/01_a.ipynb", site_settings.REPOSITORY,
+                           site_settings.BRANCH)
 
 
 def test_supported_python_on_colab_clones_then_installs(monkeypatch, tmp_path):

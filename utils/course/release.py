@@ -13,6 +13,11 @@
 - ``data/models/`` and ``data/results/``: the trained models and the stored results, so no
   learner trains for an hour or recomputes the slow analyses (their keys hash the source of
   the modules that compute them, shipped unchanged, so they stay valid);
+- in every released notebook, an "Open in Colab" badge as the first markdown cell and the
+  Colab set-up cell as the first code cell (``site/colab.py``, :func:`add_colab_cells`): the
+  badge opens *this release* as published (``COURSE_RELEASE_REPOSITORY`` /
+  ``COURSE_RELEASE_BRANCH`` in ``site/site_settings.py``; docs/SITE.md), never the course's
+  ``notebooks/`` with the solutions; the set-up cell prints nothing outside Colab;
 - ``requirements.txt`` (the course's pins without the instructor-only packages),
   ``pyproject.toml``, and from :data:`TEMPLATE_DIR` a ``Makefile`` (``make lab``,
   ``make test``, ``make data``), a ``README.md`` for learners and the release's own tests.
@@ -31,6 +36,7 @@ and the hidden tests, which hold the reference *values*, never leave the instruc
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import re
 import shutil
 import subprocess
@@ -62,6 +68,8 @@ DATA_FOLDERS: tuple[str, ...] = ("models", "results")
 #: Never copied: caches and editor files.
 SKIP = re.compile(r"(^|/)(__pycache__|\.ipynb_checkpoints|\.pytest_cache|\.hypothesis)(/|$)|"
                   r"\.pyc$|~$")
+#: The site's Colab tool: the badge and set-up cell that every released notebook gets.
+COLAB_TOOL: Path = ROOT / "site" / "colab.py"
 #: Markers that exist only in instructor notebooks.
 MARKERS: tuple[str, ...] = (grading.BEGIN_SOLUTION, grading.END_SOLUTION,
                             grading.BEGIN_HIDDEN, grading.END_HIDDEN)
@@ -111,13 +119,44 @@ def learner_requirements(text: str) -> str:
     return "\n".join(out + comments).rstrip() + "\n"
 
 
+def colab_tool(path: Path = COLAB_TOOL):
+    """``site/colab.py`` as a module (the site's tooling lives in ``site/``, not in ``utils``)."""
+    spec = importlib.util.spec_from_file_location("course_site_colab", path)
+    if spec is None or spec.loader is None:
+        raise FileNotFoundError(f"the Colab tool {path} is missing")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def add_colab_cells(folder: Path, repository: str | None = None,
+                    branch: str | None = None) -> list[Path]:
+    """Put the Colab badge (first markdown cell) and set-up cell (first code cell) into every
+    notebook of the release ``folder``; their links address the notebook's path in the release
+    as published (``repository``/``branch``, default: the site settings). Returns the notebooks.
+
+    Raises ``ValueError`` when the target is the course repository's own branch (Colab would
+    open the notebooks with the solutions).
+    """
+    tool = colab_tool()
+    paths = sorted((Path(folder) / "notebooks").rglob("*.ipynb"))
+    for path in paths:
+        tool.update(path, repository, branch, root=folder)
+    return paths
+
+
 def build_release(out_dir: Path | None = None, notebooks: Sequence[Path] | None = None,
                   archive: bool = True, git: bool = False, root: Path = ROOT,
-                  selfcheck: bool = True) -> Release:
+                  selfcheck: bool = True, colab: bool = True,
+                  colab_repository: str | None = None,
+                  colab_branch: str | None = None) -> Release:
     """Build the learner release in ``out_dir`` (emptied first); see the module docstring.
 
     ``selfcheck=False`` (``make release SELFCHECK=off``, for a graded course) leaves out the
     digests of :mod:`utils.course.selfcheck`, so the exercises' self-checks say they are off.
+    With ``colab`` every notebook gets the Colab badge and set-up cell
+    (:func:`add_colab_cells`, for the release published at ``colab_repository`` /
+    ``colab_branch``; defaults: ``site/site_settings.py``).
 
     Raises ``RuntimeError`` listing what leaked when :func:`find_leaks` finds anything.
     """
@@ -134,6 +173,8 @@ def build_release(out_dir: Path | None = None, notebooks: Sequence[Path] | None 
     finally:
         shutil.rmtree(work, ignore_errors=True)
     files = len(released)
+    if colab:
+        add_colab_cells(out_dir, colab_repository, colab_branch)
     files += _copy_tree(root / "utils", out_dir / "utils",
                         exclude=[f"course/{m}" for m in INSTRUCTOR_MODULES]
                         + ["course/release_template"])
@@ -250,10 +291,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-archive", action="store_true")
     parser.add_argument("--no-selfcheck", action="store_true",
                         help="leave the self-check digests out (a graded release)")
+    parser.add_argument("--no-colab", action="store_true",
+                        help="no Colab badge and set-up cell in the notebooks")
+    parser.add_argument("--colab-repository", help="owner/name where this release is published "
+                        "(default: COURSE_RELEASE_REPOSITORY, see docs/SITE.md)")
+    parser.add_argument("--colab-branch", help="its branch (default: COURSE_RELEASE_BRANCH)")
     args = parser.parse_args(argv)
     try:
         release = build_release(args.out, args.notebooks, archive=not args.no_archive,
-                                git=args.git, selfcheck=not args.no_selfcheck)
+                                git=args.git, selfcheck=not args.no_selfcheck,
+                                colab=not args.no_colab, colab_repository=args.colab_repository,
+                                colab_branch=args.colab_branch)
     except (ValueError, RuntimeError) as err:
         sys.exit(f"error: {err}")
     print(f"learner release: {release.folder} ({release.files} files, "
@@ -261,6 +309,11 @@ def main(argv: list[str] | None = None) -> None:
     if release.archive:
         print(f"archive:         {release.archive}")
     print(f"learners run:    make lab   (inside the folder; make test checks the setup)")
+    if not args.no_colab:
+        repository, branch = colab_tool().site_settings.release_target(
+            args.colab_repository, args.colab_branch)
+        print(f"Colab badges:    open github.com/{repository} branch {branch}: publish this "
+              "release there (docs/SITE.md)")
 
 
 if __name__ == "__main__":
