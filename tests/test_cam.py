@@ -1,13 +1,14 @@
-"""Tests of utils.cam: the CAM of the GAP FCN and its exact score decomposition (delta)."""
+"""Tests of utils.explainers.cam: the CAM of the GAP FCN and its exact score decomposition (delta)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from utils import config
-from utils.cam import class_activation_map, feature_maps
-from utils.explain import LOGITS_LAYER, Explanation, predict_scores
+from utils.core import config
+from utils.explainers.cam import class_activation_map, feature_maps
+from utils.core.config import LOGITS_LAYER
+from utils.core.explain import Explanation, predict_scores
 
 
 def test_cam_is_an_explanation_shared_by_the_leads(fcn, beats):

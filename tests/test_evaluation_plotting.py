@@ -1,4 +1,4 @@
-"""Tests of utils.evaluation and utils.plotting."""
+"""Tests of utils.models.metrics and utils.plotting."""
 from __future__ import annotations
 
 import matplotlib
@@ -9,7 +9,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from utils import config, evaluation, plotting  # noqa: E402
+from utils import plotting
+from utils.core import config
+from utils.models import metrics as evaluation  # noqa: E402
 
 
 def test_evaluate_predictions():

@@ -1,14 +1,14 @@
-"""Tests of utils.evidence: split overlap, previous-R visibility, checked IG, time ramps."""
+"""Tests of utils.studies.evidence: split overlap, previous-R visibility, checked IG, time ramps."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from utils import config
-from utils.evidence import (centre_of_mass, checked_integrated_gradients, next_r_visible,
-                            overlap_summary, previous_r_table, previous_r_visible, time_ramp,
-                            window_overlap)
+from utils.core import config
+from utils.studies.evidence import (centre_of_mass, checked_integrated_gradients, next_r_visible,
+                                    overlap_summary, previous_r_table, previous_r_visible,
+                                    time_ramp, window_overlap)
 
 
 def test_window_overlap_by_hand():

@@ -1,4 +1,4 @@
-"""Tests of utils.lime_shap on a tiny linear Keras model whose explanations are known exactly.
+"""Tests of utils.explainers.lime_shap on a tiny linear Keras model whose explanations are known exactly.
 
 For ``logits = W . vec(x) + b`` and segments switched off to a replacement ``r``, the logit of
 class c is additive over segments: ``f(z) = f(r) + sum_k z_k * phi_k`` with
@@ -11,12 +11,14 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from utils import config
-from utils.explain import LOGITS_LAYER, completeness_gap, predict_scores
-from utils.lime_shap import (SegmentModel, gradient_shap, kernel_shap_segments, lime_kernel,
-                             lime_perturbations, lime_segments, pick_per_class, top_features)
-from utils.perturb import baseline
-from utils.segments import segment_mask
+from utils.core import config
+from utils.core.config import LOGITS_LAYER
+from utils.core.explain import completeness_gap, predict_scores
+from utils.explainers.lime_shap import (SegmentModel, gradient_shap, kernel_shap_segments,
+                                        lime_kernel, lime_perturbations, lime_segments,
+                                        pick_per_class, top_features)
+from utils.core.perturb import baseline
+from utils.core.segments import segment_mask
 
 pytestmark = pytest.mark.filterwarnings("ignore:The structure of `inputs`:UserWarning")
 

@@ -1,11 +1,12 @@
-"""Tests of utils.lrp: the LRP rules on networks whose answer is known."""
+"""Tests of utils.explainers.lrp: the LRP rules on networks whose answer is known."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from utils.lrp import RULES, _linear_relevance, _Step, gradient_x_input, invariance_example, lrp
+from utils.explainers.lrp import RULES, _linear_relevance, _Step, invariance_example, lrp
+from utils.explainers.saliency import gradient_x_input
 
 
 def _zero_biases(model) -> None:
@@ -40,7 +41,7 @@ def _random_bn(model, seed: int = 1) -> None:
 def fcn():
     import keras
 
-    from utils.models import build_fcn
+    from utils.models.networks import build_fcn
 
     keras.utils.set_random_seed(0)
     model = build_fcn(filters=(4, 4, 8), kernels=(5, 5, 5), dilations=(1, 2, 4),
@@ -53,7 +54,7 @@ def fcn():
 def fcn_no_bias():
     import keras
 
-    from utils.models import build_fcn
+    from utils.models.networks import build_fcn
 
     keras.utils.set_random_seed(1)
     model = build_fcn(filters=(4, 4, 8), kernels=(5, 5, 5), dilations=(1, 2, 4),
@@ -103,7 +104,7 @@ def beats():
 
 
 def _logits(model, X):
-    from utils.explain import predict_scores
+    from utils.core.explain import predict_scores
 
     return predict_scores(model, X)
 
@@ -206,7 +207,7 @@ def test_layer_conservation_identity(seed, rule, kind):
     epsilon absorb), for signed inputs and weights."""
     import tensorflow as tf
 
-    from utils.lrp import _conv_fn, _dense_fn
+    from utils.explainers.lrp import _conv_fn, _dense_fn
 
     rng = np.random.default_rng(seed)
     eps, gamma = {"zero": (0.0, 0.0), "epsilon": (0.3, 0.0), "gamma": (0.0, 0.7)}[rule]
@@ -235,8 +236,8 @@ def test_layer_conservation_identity(seed, rule, kind):
 
 @pytest.mark.parametrize("rule", RULES)
 def test_folding_is_the_shared_rule(fcn, beats, rule):
-    """LRP of the BN network equals LRP of utils.integrated_gradients.fold_batchnorm(network)."""
-    from utils.integrated_gradients import fold_batchnorm
+    """LRP of the BN network equals LRP of utils.explainers.integrated_gradients.fold_batchnorm(network)."""
+    from utils.explainers.integrated_gradients import fold_batchnorm
 
     a = lrp(fcn, beats, 3, rule=rule).values
     b = lrp(fold_batchnorm(fcn), beats, 3, rule=rule).values
@@ -265,7 +266,7 @@ def test_multimodal_conservation_and_gradient_x_input():
     # exact up to the float32 mean of the Normalization layer (~1e-8 instead of 0)
     np.testing.assert_allclose(e.delta, 0.0, atol=1e-6 * np.abs(e.extras["score"]).max())
     assert np.abs(e.extras["score"]).max() > 1e-2
-    from utils.explain import score_model
+    from utils.core.explain import score_model
 
     xm, xr = tf.constant(Xm), tf.constant(Xr)
     with tf.GradientTape() as tape:
@@ -293,7 +294,7 @@ def test_reads_the_current_weights(beats):
     randomisation sanity check depends on this)."""
     import keras
 
-    from utils.models import build_fcn
+    from utils.models.networks import build_fcn
 
     keras.utils.set_random_seed(4)
     model = build_fcn(filters=(4, 4, 8), kernels=(5, 5, 5), dilations=(1, 2, 4),
@@ -308,7 +309,7 @@ def test_reads_the_current_weights(beats):
 def test_rejects_what_it_cannot_explain(fcn, beats):
     import keras
 
-    from utils.models import build_lstm
+    from utils.models.networks import build_lstm
 
     with pytest.raises(ValueError, match="logits"):
         lrp(fcn, beats, 0, output="probs")

@@ -1,4 +1,4 @@
-"""Tests of utils.modality_study: the committed stored result of week 4's section 6 is current
+"""Tests of utils.studies.modality_study: the committed stored result of week 4's section 6 is current
 (its key matches the fold models, their predictions and the code) and holds what the notebook
 reads."""
 from __future__ import annotations
@@ -6,17 +6,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from utils import modality_study as ms
-from utils.modality import MODALITIES
-from utils.results import RESULTS_DIR, result_key
+from utils.studies import modality_study as ms
+from utils.assess.modality import MODALITIES
+from utils.core.results import RESULTS_DIR, result_key
 
 
 def test_the_committed_result_is_current_and_complete():
-    key = result_key(**ms.key_parts())
+    key = result_key(compute=ms.compute, **ms.key_parts())
     path = RESULTS_DIR / f"{ms.NAME}-{key}.npz"
     if not path.is_file():
         pytest.fail(f"{path.name} is missing: the fold models or the code of the modality analysis "
-                    "changed; run utils.modality_study.load_study(recompute=True) (or week 4 with "
+                    "changed; run utils.studies.modality_study.load_study(recompute=True) (or week 4 with "
                     "RECOMPUTE = True) and commit data/results/")
     study = ms.load_study()
     a = study.analysis

@@ -1,4 +1,4 @@
-"""Tests of utils.multimodal: the builder's variants and contract, normalisation, inputs,
+"""Tests of utils.models.multimodal: the builder's variants and contract, normalisation, inputs,
 patient-wise training on given records and the save/load round trip (tiny models)."""
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from utils import aami, config, multimodal as mm
-from utils.rhythm import RR_FEATURES
+from utils.data import aami
+from utils.core import config
+from utils.models import multimodal as mm
+from utils.data.rhythm import RR_FEATURES
 
 TINY = {"filters": (2, 2, 2), "rhythm_units": 3, "hidden": 4}
 
@@ -38,7 +40,7 @@ def test_variants_inputs_and_logits():
 
 
 def test_probs_softmax_of_logits_and_explain_contract():
-    from utils.explain import predict_scores
+    from utils.core.explain import predict_scores
 
     model = mm.build_multimodal(**TINY)
     rng = np.random.default_rng(0)
@@ -116,12 +118,13 @@ def test_validation_records_come_from_training_records():
 
 
 def test_registered_in_training():
-    from utils import training
+    from utils.models import training
+    from utils.models import catalog
 
-    names = training.all_names()
+    names = catalog.all_names()
     assert {"multimodal_ds1", "morphology_ds1", "rhythm_ds1"} <= set(names)
     assert set(training.MODEL_SPECS) <= set(names)
-    model = training.build("rhythm_ds1")
+    model = catalog.build("rhythm_ds1")
     assert model.get_layer("logits") is not None
 
 

@@ -38,8 +38,8 @@ def test_release_has_what_a_learner_needs(built):
     folder = built.folder
     assert [p.name for p in built.notebooks] == [p.name for p in NOTEBOOKS]
     for name in ("Makefile", "README.md", "requirements.txt", "pyproject.toml",
-                 "utils/config.py", "utils/course/exercises.py", "utils/course/learner.py",
-                 "utils/course/kernel.py", "utils/course/evaluation_grid.py",
+                 "utils/core/config.py", "utils/course/exercises.py", "utils/course/learner.py",
+                 "utils/course/kernel.py", "utils/studies/evaluation_grid.py",
                  "tests/test_setup.py"):
         assert (folder / name).is_file(), name
     assert sorted((folder / "data" / "models").iterdir()) and \

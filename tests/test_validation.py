@@ -12,14 +12,15 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from utils import config
-from utils.attention import attention_readout
-from utils.cam import class_activation_map
-from utils.counterfactual import nearest_unlike_neighbour, native_guide, wachter
-from utils.gradcam import grad_cam
-from utils.integrated_gradients import batched_integrated_gradients, integrated_gradients
-from utils.lime_shap import gradient_shap, kernel_shap_segments, lime_segments
-from utils.pfi import alibi_permutation_importance, permutation_importance
+from utils.core import config
+from utils.explainers.attention import attention_readout
+from utils.explainers.cam import class_activation_map
+from utils.explainers.counterfactual import nearest_unlike_neighbour, native_guide, wachter
+from utils.explainers.gradcam import grad_cam
+from utils.explainers.integrated_gradients import (batched_integrated_gradients,
+                                                   integrated_gradients)
+from utils.explainers.lime_shap import gradient_shap, kernel_shap_segments, lime_segments
+from utils.explainers.pfi import alibi_permutation_importance, permutation_importance
 
 W = config.WINDOW
 _BG = np.random.default_rng(5).normal(size=(2, W, 2)).astype(np.float32)

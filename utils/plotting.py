@@ -12,8 +12,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.collections import LineCollection
 
-from . import config
-from .config import LEAD_NAMES, LEAD_SHORT
+from utils.core import config
+from utils.core.config import LEAD_NAMES, LEAD_SHORT
+from utils.core.segments import segment_bounds
 
 #: Colour map of signed relevance (red = for the class, blue = against it), centred at zero.
 DIVERGING_CMAP = "coolwarm"
@@ -45,7 +46,6 @@ def beat_time(window: int = config.WINDOW, fs: int = config.BEAT_FS,
 
 def relevance_norm(values: np.ndarray, signed: bool = True):
     """The colour normalisation of a relevance map.
-
     ``signed``: a :class:`matplotlib.colors.CenteredNorm` centred at 0 with half-range
     ``max |values|`` (0 is always the middle colour of the diverging map). Otherwise the values
     must be non-negative (``ValueError`` if not: signed relevance on a sequential map would
@@ -74,7 +74,6 @@ def _signed(signed: bool | None, symmetric: bool | None) -> bool:
 
 def lead_axes(ax, n_leads: int, gap: float = 0.08) -> list:
     """Split ``ax`` into one axis per lead, stacked top to bottom, sharing its time axis.
-
     ``ax`` stays the container: it keeps the title, the time ticks and the x label (so code
     that calls ``ax.set_title`` / ``ax.set_xlabel`` / ``ax.axvline`` on it keeps working),
     while each lead gets its own inset axis with true millivolt ticks. Calling it again on
@@ -123,7 +122,6 @@ def plot_beat(beat: np.ndarray, ax=None, title: str | None = None, unit: str = "
               leads: Sequence[int] = (0, 1), lead_names: Sequence[str] = LEAD_SHORT,
               offset: float | None = None):
     """Plot the leads of one beat (window, leads) against time relative to the R peak.
-
     Each lead gets its own axis (see :func:`lead_axes`) with true ``unit`` ticks; ``ax`` is
     returned and carries the title and the time axis. ``offset`` is ignored (leads are no
     longer stacked on one axis; kept so that old calls still run).
@@ -148,7 +146,6 @@ def plot_relevance(beat: np.ndarray, relevance: np.ndarray, ax=None, title: str 
                    colorbar: bool = True, lw: float = 2.2, label: str = "relevance",
                    signed: bool | None = None, norm=None):
     """ECG with an explanation drawn as the colour of the trace (one colour per sample).
-
     ``beat`` and ``relevance`` are (window, leads); a 1-D ``relevance`` (window,) is shared by
     both leads (e.g. CAM, attention). Each lead is drawn on its own axis with true ``unit``
     ticks. ``signed=True`` (default) puts signed relevance on the diverging map centred at 0
@@ -192,7 +189,6 @@ def plot_relevance(beat: np.ndarray, relevance: np.ndarray, ax=None, title: str 
 def plot_confusion(cm: np.ndarray, ax=None, title: str | None = None,
                    classes: Sequence[str] = config.CLASSES, normalize: bool = True):
     """Confusion matrix (rows = true class) as percentages of each true class.
-
     Uses scikit-learn's ``ConfusionMatrixDisplay``; rows with no beats show 0.
     """
     from sklearn.metrics import ConfusionMatrixDisplay
@@ -236,7 +232,6 @@ def plot_class_averages(beats_mv: np.ndarray, relevance: np.ndarray, y: np.ndarr
                         symmetric: bool | None = None, ncols: int = 4,
                         label: str = "mean relevance", signed: bool | None = None):
     """One panel per class: the class-average beat coloured by the class-average relevance.
-
     ``beats_mv`` (n, window, leads), ``relevance`` (n, window, leads) or (n, window),
     ``y`` (n,) class indices. Classes with no beats are left blank. All panels share one
     colour scale and one colour bar (diverging and centred at 0 when ``signed``, the default;
@@ -273,8 +268,6 @@ def plot_segment_importance(importance: np.ndarray, errors: np.ndarray | None = 
                             ax=None, n_segments: int = 16, title: str | None = None,
                             ylabel: str = "importance"):
     """Bar chart of per-segment values for each lead (features numbered lead-major)."""
-    from .segments import segment_bounds
-
     ax = _axes(ax)
     importance = np.asarray(importance).reshape(-1, n_segments)
     bounds = segment_bounds(config.WINDOW, n_segments)

@@ -11,7 +11,7 @@ import pytest
 
 import colab
 import site_build
-from utils.config import ROOT
+from utils.core.config import ROOT
 from utils.course import exercises, grading
 
 WEEK = grading.course_notebooks()[0]

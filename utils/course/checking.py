@@ -33,6 +33,8 @@ from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Unicode
 
 from . import answers, readback
+from . import watchdog
+from . import sanitize
 
 #: Extra note shown with a test scored in the learner's own kernel.
 SANDBOX_NOTE = ("(checked by the visible test in your own kernel: the answer is not plain "
@@ -315,8 +317,6 @@ def _verified_answers(nb, names: dict[str, list[str]], workdirs: dict[str, Path]
 
 def _run_instructor(client, nb, names, checked: _Checked, verified, out_dir: Path,
                     timeout: int, current: dict, start: float, progress, source) -> None:
-    from . import watchdog
-
     for index, cell in enumerate(nb.cells):
         if cell.cell_type != "code":
             continue
@@ -336,8 +336,6 @@ def _run_instructor(client, nb, names, checked: _Checked, verified, out_dir: Pat
 
 
 def _driver(client, index: int, source: str, timeout: int) -> list:
-    from . import watchdog
-
     cell = new_code_cell(source)
     watchdog.execute(client, cell, index, timeout, store_history=False)
     return cell.outputs
@@ -389,8 +387,6 @@ def _check_one(client, index: int, cell, gid: str, wanted: list[str], copy_path,
     if failed(inject):
         return [_error("NotGraded", "your answers could not be read")]
     test = new_code_cell(cell.source)
-    from . import watchdog
-
     if watchdog.execute(client, test, index, timeout, store_history=False):
         return [_error("TimeoutError", f"the test ran over {timeout} s on your answers")]
     return plain_errors(test.outputs)
@@ -414,8 +410,6 @@ def write_results(path: Path, workdir: Path, tests: dict[str, list], note: str =
     """Save what :class:`InjectResults` puts into the autograded notebook: the learner's cell
     outputs (read with :func:`read_executed`, already cleaned by
     :mod:`utils.course.sanitize`), the trusted test outputs and a note."""
-    from . import sanitize
-
     try:
         executed = read_executed(workdir, max_bytes)
         cells = [sanitize.clean_outputs(c.get("outputs", [])) if c.cell_type == "code" else []
@@ -438,8 +432,6 @@ class InjectResults(NbGraderPreprocessor):
 
     def preprocess(self, nb, resources):
         import hashlib
-
-        from . import sanitize
 
         info = resources["nbgrader"]
         path = Path(self.results_dir) / info["student"] / f"{info['assignment']}.json"

@@ -42,7 +42,7 @@ from typing import Iterable, Sequence
 
 import nbformat
 
-from ..config import ROOT
+from utils.core.config import ROOT
 from . import grading
 
 #: Default name of the release (folder and archive under ``build/release/``).
@@ -53,7 +53,7 @@ TEMPLATE_DIR: Path = Path(__file__).resolve().parent / "release_template"
 #: ``utils/course`` modules that stay with the instructor.
 INSTRUCTOR_MODULES: tuple[str, ...] = (
     "grading.py", "sandbox.py", "answers.py", "checking.py", "gradebook.py", "release.py",
-    "exchange.py", "distributed.py", "benchmark.py", "execute.py")
+    "exchange.py", "distributed.py", "benchmark.py", "execute.py", "seal.py")
 #: Packages of requirements.txt only the instructor needs (grading, exchange, Dask).
 INSTRUCTOR_PACKAGES: tuple[str, ...] = ("nbgrader", "sqlalchemy", "alembic", "dask",
                                         "distributed")
