@@ -45,14 +45,14 @@ def test_delta_is_the_completeness_gap(fcn, beats):
     exp = batched_integrated_gradients(fcn, beats, 1, n_steps=64)
     change = class_scores(fcn, beats, 1) - class_scores(fcn, np.zeros_like(beats), 1)
     np.testing.assert_allclose(exp.delta, exp.total() - change, atol=1e-5)
-    np.testing.assert_allclose(exp.extras["score_change"], change, atol=1e-5)
+    np.testing.assert_allclose(exp.score_change, change, atol=1e-5)
     assert completeness_error(exp).max() < 0.01
     doubled = dataclasses.replace(exp, delta=completeness_gap(2 * exp.values, change))
     assert completeness_error(doubled).min() > 0.5       # wrong attributions are detected
-    from utils.explainers.cam import class_activation_map
+    from utils.explainers.gradcam import grad_cam
 
     with pytest.raises(ValueError, match="no completeness gap"):
-        completeness_error(class_activation_map(fcn, beats, 1))
+        completeness_error(grad_cam(fcn, beats, 1))
 
 
 def test_attribution_zero_where_input_equals_baseline(lstm, beats):

@@ -112,7 +112,7 @@ def _logits(model, X):
 def test_forward_of_the_folded_graph_matches_the_model(fcn, beats):
     e = lrp(fcn, beats, [0, 1, 2, 3, 4], rule="zero")
     expected = _logits(fcn, beats)[np.arange(5), [0, 1, 2, 3, 4]]
-    np.testing.assert_allclose(e.extras["score"], expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(e.score, expected, rtol=1e-4, atol=1e-5)
     assert e.values.shape == beats.shape and e.method == "lrp_zero"
 
 
@@ -120,8 +120,8 @@ def test_forward_of_the_folded_graph_matches_the_model(fcn, beats):
 def test_exact_conservation_without_biases(fcn_no_bias, beats, rule):
     """No bias and no epsilon: nothing absorbs relevance, so sum(R) = logit exactly."""
     e = lrp(fcn_no_bias, beats, 2, rule=rule, gamma=0.5)
-    assert np.abs(e.extras["score"]).min() > 1e-3   # a non-trivial logit is explained
-    np.testing.assert_allclose(e.delta, 0.0, atol=1e-9 * np.abs(e.extras["score"]).max())
+    assert np.abs(e.score).min() > 1e-3   # a non-trivial logit is explained
+    np.testing.assert_allclose(e.delta, 0.0, atol=1e-9 * np.abs(e.score).max())
 
 
 def test_epsilon_absorbs_relevance_and_more_with_larger_epsilon(fcn_no_bias, beats):
@@ -193,7 +193,7 @@ def test_tiny_network_by_hand(rule, options, expected):
     model = _hand_net()
     X = np.array([[[2.0], [-1.0]], [[1.0], [-4.0]]], np.float32)   # beat 2: dead ReLU
     e = lrp(model, X, 0, rule=rule, **options)
-    np.testing.assert_allclose(e.extras["score"], [4.0, 1.0], atol=1e-6)
+    np.testing.assert_allclose(e.score, [4.0, 1.0], atol=1e-6)
     np.testing.assert_allclose(e.values[0, :, 0], expected, atol=1e-6)
     np.testing.assert_allclose(e.values[1], 0.0, atol=1e-12)       # nothing passes a dead unit
     np.testing.assert_allclose(e.delta, [sum(expected) - 4.0, -1.0], atol=1e-6)
@@ -264,8 +264,8 @@ def test_multimodal_conservation_and_gradient_x_input():
     assert [r.shape for r in e.extras["inputs"]] == [(4, 32, 2), (4, 3)]
     np.testing.assert_allclose(e.values, e.extras["inputs"][0])
     # exact up to the float32 mean of the Normalization layer (~1e-8 instead of 0)
-    np.testing.assert_allclose(e.delta, 0.0, atol=1e-6 * np.abs(e.extras["score"]).max())
-    assert np.abs(e.extras["score"]).max() > 1e-2
+    np.testing.assert_allclose(e.delta, 0.0, atol=1e-6 * np.abs(e.score).max())
+    assert np.abs(e.score).max() > 1e-2
     from utils.core.explain import score_model
 
     xm, xr = tf.constant(Xm), tf.constant(Xr)
@@ -284,9 +284,9 @@ def test_multimodal_with_biases_matches_the_model():
     X = [rng.normal(size=(3, 32, 2)).astype(np.float32), rng.normal(size=(3, 3)).astype(np.float32)]
     for rule in RULES:
         e = lrp(model, X, 1, rule=rule)
-        np.testing.assert_allclose(e.extras["score"], _logits(model, X)[:, 1], atol=1e-4)
+        np.testing.assert_allclose(e.score, _logits(model, X)[:, 1], atol=1e-4)
         total = sum(r.reshape(3, -1).sum(axis=1) for r in e.extras["inputs"])
-        np.testing.assert_allclose(e.delta, total - e.extras["score"], atol=1e-9)
+        np.testing.assert_allclose(e.delta, total - e.score, atol=1e-9)
 
 
 def test_reads_the_current_weights(beats):

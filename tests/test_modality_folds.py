@@ -180,7 +180,7 @@ def test_multi_input_ig_is_exact_on_a_linear_model_and_complete():
     # a ReLU network: completeness holds up to the quadrature error
     model = mf.standardised_model(_tiny_model())
     exp = mf.integrated_gradients_multi(model, [X, r], t, n_steps=64)
-    assert np.abs(exp.delta).max() < 0.05 * max(1.0, np.abs(exp.extras["score_change"]).max())
+    assert np.abs(exp.delta).max() < 0.05 * max(1.0, np.abs(exp.score_change).max())
 
 
 def test_a_disconnected_modality_gets_no_relevance():

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import sys
 
 import numpy as np
@@ -169,7 +170,7 @@ def test_the_grid_key_ignores_plots_and_follows_the_explainers(monkeypatch):
 
     monkeypatch.setattr(results, "normalised_source", edited(getattr(attention, plots[0].rpartition(".")[2])))
     assert results.code_digest(root) == key
-    monkeypatch.setattr(results, "normalised_source", edited(gradcam.grad_cam))
+    monkeypatch.setattr(results, "normalised_source", edited(inspect.unwrap(gradcam.grad_cam)))
     assert results.code_digest(root) != key
 
 

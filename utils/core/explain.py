@@ -20,6 +20,7 @@ This module also holds the pieces every explainer shares, each defined once: the
 """
 from __future__ import annotations
 
+import contextlib
 import weakref
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -52,8 +53,15 @@ class Explanation:
     kind : ``"model-agnostic"`` or ``"model-specific"``.
     native : values in the method's own unit (``unit``), or ``None`` when that is samples.
     unit : unit of ``native``: ``"samples"``, ``"steps"``, ``"segments"`` or ``"leads"``.
-    delta : (n,) completeness/additivity gap per beat, or ``None`` when the method has none.
+    delta : (n,) completeness/additivity gap per beat, or ``None`` when the method has none:
+        ``sum(values) - (score - reference)`` (Captum's name).
     extras : anything else the method reports (LIME R², PFI spread, attention weights ...).
+    score : (n,) the explained output (``output``) of the target class at the beat, where the
+        method computes it (the one name for SHAP's prediction, CAM's logit, LRP's score).
+    reference : (n,) the same output at the method's reference input (IG's baseline, SHAP's
+        expected value over the background, CAM's bias), where it has one.
+    options : the options the explainer was called with, defaults filled in (recorded by
+        :func:`utils.core.methods.register`), as plain values (arrays by their shape).
     """
     values: np.ndarray
     target: np.ndarray
@@ -65,6 +73,9 @@ class Explanation:
     unit: str = "samples"
     delta: np.ndarray | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+    score: np.ndarray | None = None
+    reference: np.ndarray | None = None
+    options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         values = np.asarray(self.values, dtype=np.float64)
@@ -85,8 +96,9 @@ class Explanation:
         object.__setattr__(self, "target", target)
         if self.native is not None:
             object.__setattr__(self, "native", np.asarray(self.native, dtype=np.float64))
-        if self.delta is not None:
-            object.__setattr__(self, "delta", np.asarray(self.delta, dtype=np.float64))
+        for name in ("delta", "score", "reference"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, np.asarray(getattr(self, name), dtype=np.float64))
 
     # -- shap-like slicing ---------------------------------------------------------------------
     def __len__(self) -> int:
@@ -105,7 +117,15 @@ class Explanation:
 
         extras = {k: take(v) for k, v in self.extras.items()}
         return replace(self, values=self.values[idx], target=self.target[idx],
-                       native=take(self.native), delta=take(self.delta), extras=extras)
+                       native=take(self.native), delta=take(self.delta), extras=extras,
+                       score=take(self.score), reference=take(self.reference))
+
+    @property
+    def score_change(self) -> np.ndarray | None:
+        """(n,) ``score - reference``: what a complete attribution sums to."""
+        if self.score is None or self.reference is None:
+            return None
+        return self.score - self.reference
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -140,6 +160,21 @@ class Explanation:
 # ------------------------------------------------------------------------------------------------
 # Shared pieces
 # ------------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def seeded_global_random(seed: int | None):
+    """Seed NumPy's global generator for a library call that draws from it and takes no
+    ``np.random.Generator`` (shap's explainers, alibi's permutation importance), and give the
+    caller's global state back afterwards, so no explainer changes it. ``seed=None``: the state
+    is only kept (the library may seed it itself)."""
+    state = np.random.get_state()
+    try:
+        if seed is not None:
+            np.random.seed(seed)
+        yield
+    finally:
+        np.random.set_state(state)
+
+
 def check_output(output: str) -> str:
     """``output`` if it is ``"logits"`` or ``"probs"``; otherwise a clear ``ValueError``."""
     if output not in OUTPUTS:

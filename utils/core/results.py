@@ -221,18 +221,33 @@ def _referenced(func, packages: tuple[str, ...], settings: dict):
             if _tracked(value.__name__, packages):
                 candidates += [getattr(value, n) for n in sorted(names) if hasattr(value, n)]
             continue
-        if callable(value) or isinstance(value, (dict, list, tuple)):
+        if callable(value) or isinstance(value, (dict, list, tuple)) \
+                or dataclasses.is_dataclass(value):
             candidates.append(value)
         stable = _stable(value)
         if stable is not None and not callable(value):
             settings[f"{func.__module__}.{name}"] = stable
     for value in candidates:
-        if isinstance(value, dict):
-            yield from (v for v in value.values() if callable(v))
-        elif isinstance(value, (list, tuple)):
-            yield from (v for v in value if callable(v))
-        elif callable(value):
-            yield value
+        yield from _callables(value)
+
+
+def _callables(value, depth: int = 0):
+    """The functions a value holds: itself, the items of a container, the fields of a
+    dataclass instance (a registry entry that names its function), two levels deep."""
+    if callable(value) and not isinstance(value, type) or inspect.isclass(value):
+        yield value
+    if depth >= 2:
+        return
+    if isinstance(value, dict):
+        items = list(value.values())
+    elif isinstance(value, (list, tuple)):
+        items = list(value)
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        items = [getattr(value, f.name) for f in dataclasses.fields(value)]
+    else:
+        return
+    for item in items:
+        yield from _callables(item, depth + 1)
 
 
 def _filled(cell) -> bool:
@@ -278,9 +293,23 @@ def code_reached(compute: Callable, packages: tuple[str, ...] = TRACKED_PACKAGES
         if not root and not _tracked(getattr(obj, "__module__", None), packages):
             continue
         key = f"{obj.__module__}.{obj.__qualname__}"
+        if inspect.isfunction(obj) and getattr(obj, "__wrapped__", None) is not None:
+            # a decorator's wrapper (functools.wraps gives it the name of what it wraps): its
+            # own code under its own name, then the wrapped function
+            code = obj.__code__
+            key = f"{obj.__globals__.get('__name__')}.{getattr(code, 'co_qualname', code.co_name)}"
+            stack.append((obj.__wrapped__, False))
+            if key in sources:
+                continue
+            sources[key] = normalised_source(code)
+            stack += [(v, False) for v in _referenced(obj, packages, settings)]
+            continue
         if key in sources:
             continue
-        sources[key] = normalised_source(obj)
+        source = normalised_source(obj)
+        if source is None and not root:   # generated code (a dataclass's __init__): its class
+            continue                      # is in the key already
+        sources[key] = source
         if inspect.isclass(obj):
             for member in vars(obj).values():
                 if isinstance(member, property):

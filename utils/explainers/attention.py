@@ -30,6 +30,7 @@ from utils.core.segments import segment_mask
 from utils.core.beats import validate_beats
 from utils.core.config import LEAD_NAMES
 from utils.plotting import beat_time
+from utils.core.methods import register
 
 __all__ = [
     "additive_attention", "dot_product_attention", "attention_readout", "probs_with_weights",
@@ -97,6 +98,9 @@ def dot_product_attention(queries: np.ndarray, keys: np.ndarray,
 # --------------------------------------------------------------------------------------------
 # Reading out the classifier's attention
 # --------------------------------------------------------------------------------------------
+@register("attention", "attention", models=("lstm_attention",), unit="steps",
+          targets="labels the result only: the weights do not depend on the class "
+                  "(default: the predicted class)")
 def attention_readout(model, X: np.ndarray, targets=None, *, output: str = "logits"
                       ) -> Explanation:
     """The attention weights of an LSTM + attention classifier (layer ``attention``, built by
@@ -117,8 +121,9 @@ def attention_readout(model, X: np.ndarray, targets=None, *, output: str = "logi
     probs, weights = np.asarray(probs, np.float64), np.asarray(weights, np.float64)
     t = probs.argmax(axis=1) if t is None else t
     values = to_samples(weights, "steps", X.shape[1], X.shape[2], preserve_sum=True)
+    scores = probs if output == "probs" else predict_scores(model, X, "logits")
     return Explanation(values, t, "attention", output, native=weights, unit="steps",
-                       extras={"probs": probs})
+                       score=scores[np.arange(len(t)), t], extras={"probs": probs})
 
 
 def check_weights(weights, n: int | None = None, steps: int | None = None,

@@ -19,6 +19,7 @@ import numpy as np
 from utils.core.config import LOGITS_LAYER
 from utils.core.explain import (Explanation, check_beats, check_output, check_targets,
                                 completeness_gap, predict_scores, require_layer)
+from utils.core.methods import register
 
 #: The last convolution block of :func:`utils.models.networks.build_fcn` (feature maps of CAM/Grad-CAM).
 FEATURE_LAYER = "conv_last"
@@ -35,6 +36,7 @@ def feature_maps(model, X: np.ndarray, layer: str = FEATURE_LAYER, batch_size: i
     return np.asarray(extractor.predict(X, batch_size=batch_size, verbose=0), dtype=np.float64)
 
 
+@register("cam", "CAM", models=("fcn",), outputs=("logits",), unit="steps", delta=True)
 def class_activation_map(model, X: np.ndarray, targets, *, output: str = "logits"
                          ) -> Explanation:
     """Exact CAM of the GAP FCN for class ``targets``: one value per sample, shared by the leads.
@@ -44,8 +46,7 @@ def class_activation_map(model, X: np.ndarray, targets, *, output: str = "logits
     rounding only). ``values`` copies the map to each lead (``exp.per_time("mean")`` gives it
     back). Only ``output="logits"``: the probability is not linear in the feature maps.
     """
-    if check_output(output) != "logits":
-        raise ValueError("CAM decomposes the class score: use output='logits'")
+    check_output(output)   # the registry admits only "logits": CAM decomposes the class score
     require_layer(model, FEATURE_LAYER, "CAM (a GAP network, utils.models.networks.build_fcn)")
     W, bias = require_layer(model, LOGITS_LAYER, "CAM").get_weights()   # W: (channels, classes)
     X = check_beats(model, X)
@@ -58,5 +59,5 @@ def class_activation_map(model, X: np.ndarray, targets, *, output: str = "logits
     logits = predict_scores(model, X, "logits")[np.arange(len(X)), t]
     delta = completeness_gap(cam / cam.shape[1], logits - bias[t])
     return Explanation(np.repeat(cam[:, :, None], X.shape[2], axis=2), t, "cam", output,
-                       native=cam, unit="samples", delta=delta,
-                       extras={"bias": np.asarray(bias, np.float64)[t], "logit": logits})
+                       native=cam, unit="steps", delta=delta, score=logits,
+                       reference=np.asarray(bias, np.float64)[t])

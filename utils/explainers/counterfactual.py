@@ -39,6 +39,7 @@ from utils.core.explain import (Explanation, check_beats, check_output, check_ta
 from utils.explainers.cam import class_activation_map
 from utils.core.explain import score_model
 from utils.assess.counterfactual_metrics import dtw_band
+from utils.core.methods import register
 
 #: Distances of the neighbour search.
 DISTANCES: tuple[str, ...] = ("euclidean", "dtw")
@@ -46,7 +47,7 @@ DISTANCES: tuple[str, ...] = ("euclidean", "dtw")
 DTW_WINDOW: int = 26
 #: Keys every :class:`Counterfactual` carries in ``extras``.
 REQUIRED: tuple[str, ...] = ("original", "counterfactual", "scores_before", "scores_after",
-                             "options", "seconds")
+                             "seconds")
 
 
 @dataclass(frozen=True, repr=False)
@@ -57,8 +58,8 @@ class Counterfactual(Explanation):
     * ``extras["original"]`` / ``["counterfactual"]``: ``x`` and ``x'`` (n, window, leads);
     * ``extras["scores_before"]`` / ``["scores_after"]``: the model's scores (``output``:
       logits or probabilities) of ``x`` and ``x'``, (n, classes);
-    * ``extras["options"]``: the options used (a dict), ``extras["seconds"]``: wall time of
-      the whole call; method-specific arrays (neighbour index, window) beside them.
+    * ``options``: the options used (a dict, as every Explanation), ``extras["seconds"]``: wall
+      time of the whole call; method-specific arrays (neighbour index, window) beside them.
 
     Slicing (``cf[mask]``) keeps every per-beat array aligned, like every Explanation.
     """
@@ -88,10 +89,6 @@ class Counterfactual(Explanation):
         return self.extras["scores_after"]
 
     @property
-    def options(self) -> dict:
-        return self.extras["options"]
-
-    @property
     def valid(self) -> np.ndarray:
         """(n,) bool: the model decides the target for the counterfactual."""
         return validity(self.scores_after, self.target)
@@ -111,10 +108,10 @@ def _result(model, X, X_cf, t, method: str, output: str, kind: str, options: dic
     before = predict_scores(model, X, output) if scores_before is None else scores_before
     after = predict_scores(model, X_cf, output)
     extras = {"original": np.asarray(X, np.float64), "counterfactual": X_cf.astype(np.float64),
-              "scores_before": before, "scores_after": after, "options": dict(options),
-              "seconds": float(seconds), **arrays}
+              "scores_before": before, "scores_after": after, "seconds": float(seconds),
+              **arrays}
     return Counterfactual(X_cf.astype(np.float64) - np.asarray(X, np.float64), t, method, output,
-                          kind=kind, extras=extras)
+                          kind=kind, extras=extras, options=dict(options))
 
 
 def _n_classes(model) -> int:
@@ -188,6 +185,8 @@ def find_neighbours(model, X, targets, reference, reference_y, *, distance: str 
     return idx, dist
 
 
+@register("nearest_unlike_neighbour", "NUN", kind="model-agnostic", family="counterfactual",
+          targets="the class each counterfactual is for")
 def nearest_unlike_neighbour(model, X, targets, *, output: str = "logits", reference=None,
                              reference_y=None, distance: str = "euclidean",
                              dtw_window: int | None = DTW_WINDOW,
@@ -233,6 +232,8 @@ def window_lengths(window: int, step: int, min_length: int | None = None) -> np.
     return np.unique(np.concatenate([np.arange(first, window + 1, step), [window]]))
 
 
+@register("native_guide", "Native Guide", models=("fcn",), family="counterfactual",
+          targets="the class each counterfactual is for")
 def native_guide(model, X, targets, *, output: str = "logits", reference=None,
                  reference_y=None, distance: str = "euclidean",
                  dtw_window: int | None = DTW_WINDOW, step: int = 4,
@@ -303,6 +304,8 @@ def _margin(z, t, n_classes):
     return z_other - z_t
 
 
+@register("wachter", "Wachter", family="counterfactual", single_pass=False,
+          targets="the class each counterfactual is for")
 def wachter(model, X, targets, *, output: str = "logits", lam: float = 1.0,
             beta: float = 0.3, kappa: float = 0.5, learning_rate: float = 0.02,
             max_steps: int = 300, check_every: int = 25, lam_factor: float = 2.0,

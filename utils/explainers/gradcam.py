@@ -22,6 +22,11 @@ import numpy as np
 
 from utils.core.explain import (Explanation, check_beats, check_targets, require_layer,
                                 score_model, to_samples)
+from utils.core.methods import register
+
+#: Layers Grad-CAM reads by default, the first the model has: the CNN's last convolution, the
+#: LSTM of the recurrent models.
+DEFAULT_LAYERS: tuple[str, ...] = ("conv_last", "lstm")
 
 
 def feature_maps_and_gradients(model, X: np.ndarray, targets, layer: str = "conv_last", *,
@@ -54,12 +59,16 @@ def feature_maps_and_gradients(model, X: np.ndarray, targets, layer: str = "conv
     return np.concatenate(maps), np.concatenate(grads), np.concatenate(scores)
 
 
-def grad_cam(model, X: np.ndarray, targets, *, output: str = "logits", layer: str = "conv_last",
+@register("grad_cam", "Grad-CAM", models=("fcn", "lstm", "lstm_attention"), unit="steps")
+def grad_cam(model, X: np.ndarray, targets, *, output: str = "logits", layer: str | None = None,
              relu: bool = True) -> Explanation:
     """Grad-CAM of class ``targets`` at ``layer`` (``"conv_last"`` for the CNN, ``"lstm"`` for
     the LSTM). ReLU'd (``relu=False`` keeps the negative evidence, for teaching); not
     normalised (units: class score per step). ``native`` (n, steps), ``values`` (n, window,
     leads) interpolated to the samples and shared by the leads."""
+    if layer is None:   # the last convolution of the CNN, the LSTM layer of the LSTMs
+        names = {lay.name for lay in model.layers}
+        layer = next((n for n in DEFAULT_LAYERS if n in names), DEFAULT_LAYERS[0])
     A, G, _ = feature_maps_and_gradients(model, X, targets, layer, output=output)
     cam = (G.mean(axis=1, keepdims=True) * A).sum(axis=2)      # (n, steps)
     if relu:
@@ -67,5 +76,5 @@ def grad_cam(model, X: np.ndarray, targets, *, output: str = "logits", layer: st
     window, leads = model.input_shape[1:]
     t = check_targets(targets, len(cam), model.output_shape[-1])
     return Explanation(to_samples(cam, "steps", window, leads, mode="interp"), t, "grad_cam",
-                       output, native=cam, unit="steps",
+                       output, native=cam, unit="steps", options={"layer": layer},
                        extras={"layer": layer, "relu": relu})

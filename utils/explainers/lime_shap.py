@@ -32,9 +32,11 @@ import numpy as np
 
 from utils.core import config
 from utils.core.explain import (Explanation, check_beats, check_output, check_targets,
-                                completeness_gap, predict_scores, score_model, to_samples)
+                                completeness_gap, predict_scores, score_model,
+                                seeded_global_random, to_samples)
 from utils.core.perturb import baseline
 from utils.core.segments import apply_mask
+from utils.core.methods import register
 
 
 class SegmentModel:
@@ -110,6 +112,8 @@ def lime_kernel(distances: np.ndarray, kernel_width: float = 0.25) -> np.ndarray
     return np.sqrt(np.exp(-(d ** 2) / kernel_width ** 2))
 
 
+@register("lime", "LIME", kind="model-agnostic", unit="segments", stochastic=True,
+          single_pass=False)
 def lime_segments(model, X: np.ndarray, targets, *, output: str = "logits", how: str = "zero",
                   reference: np.ndarray | None = None, n_samples: int = 500,
                   n_segments: int = 16, kernel_width: float = 0.25, noise_scale: float = 1.0,
@@ -137,7 +141,7 @@ def lime_segments(model, X: np.ndarray, targets, *, output: str = "logits", how:
                                 for x, r in zip(X, repl)])
     outputs = predict_scores(model, perturbed, output).reshape(n, n_samples, -1)
     base = LimeBase(lambda d: lime_kernel(d, kernel_width), random_state=seed)
-    res = {k: [] for k in ("weights", "intercept", "score", "local_pred", "prediction")}
+    res = {k: [] for k in ("weights", "intercept", "r2", "local_pred", "score")}
     for i in range(n):
         intercept, exp, score, local = base.explain_instance_with_data(
             Z, outputs[i], distances, int(t[i]), num_features=M, feature_selection="none")
@@ -146,17 +150,19 @@ def lime_segments(model, X: np.ndarray, targets, *, output: str = "logits", how:
             w[feature] = value
         res["weights"].append(w)
         res["intercept"].append(float(intercept))
-        res["score"].append(float(score))
+        res["r2"].append(float(score))
         res["local_pred"].append(float(np.ravel(local)[0]))
-        res["prediction"].append(float(outputs[i, 0, t[i]]))
-    extras = {k: np.asarray(v) for k, v in res.items() if k != "weights"}
+        res["score"].append(float(outputs[i, 0, t[i]]))
+    extras = {k: np.asarray(v) for k, v in res.items() if k not in ("weights", "score")}
     return _segment_explanation(np.asarray(res["weights"]), t, "lime", output, n_segments, X,
-                                extras=extras)
+                                score=np.asarray(res["score"]), extras=extras)
 
 
 # --------------------------------------------------------------------------------------------
 # SHAP
 # --------------------------------------------------------------------------------------------
+@register("kernel_shap", "Kernel SHAP", kind="model-agnostic", unit="segments", delta=True,
+          stochastic=True, single_pass=False)
 def kernel_shap_segments(model, X: np.ndarray, targets, *, output: str = "logits",
                          how: str = "zero", reference: np.ndarray | None = None,
                          n_samples: int = 500, n_segments: int = 16, noise_scale: float = 1.0,
@@ -178,9 +184,9 @@ def kernel_shap_segments(model, X: np.ndarray, targets, *, output: str = "logits
     for i in range(len(X)):
         f = SegmentModel(model, X[i], repl[i], n_segments, output, target=int(t[i]))
         explainer = shap.KernelExplainer(f, np.zeros((1, M)))
-        np.random.seed(seed)  # KernelExplainer samples coalitions with np.random
-        phi = explainer.shap_values(np.ones((1, M)), nsamples=n_samples, l1_reg=False,
-                                    silent=True)
+        with seeded_global_random(seed):   # KernelExplainer samples with np.random
+            phi = explainer.shap_values(np.ones((1, M)), nsamples=n_samples, l1_reg=False,
+                                        silent=True)
         values.append(np.asarray(phi, dtype=float).reshape(M))
         expected.append(float(np.ravel(explainer.expected_value)[0]))
         prediction.append(float(f(np.ones((1, M)))[0]))
@@ -188,12 +194,13 @@ def kernel_shap_segments(model, X: np.ndarray, targets, *, output: str = "logits
     values, expected, prediction = map(np.asarray, (values, expected, prediction))
     return _segment_explanation(values, t, "kernel_shap", output, n_segments, X,
                                 delta=completeness_gap(values, prediction - expected),
-                                extras={"expected": expected, "prediction": prediction,
-                                        "n_evaluations": int(np.max(calls))})
+                                score=prediction, reference=expected,
+                                extras={"n_evaluations": int(np.max(calls))})
 
 
+@register("gradient_shap", "gradient SHAP", delta=True, stochastic=True, single_pass=False)
 def gradient_shap(model, X: np.ndarray, targets, *, output: str = "logits",
-                  background: np.ndarray, n_samples: int = 100, seed: int = config.SEED,
+                  background: np.ndarray | None = None, n_samples: int = 100, seed: int = config.SEED,
                   batch_size: int = 50) -> Explanation:
     """Expected-gradients SHAP (``shap.GradientExplainer``) per sample and lead.
 
@@ -207,7 +214,7 @@ def gradient_shap(model, X: np.ndarray, targets, *, output: str = "logits",
     import shap
 
     X = check_beats(model, X)
-    background = check_beats(model, background)
+    background = np.zeros_like(X[:1]) if background is None else check_beats(model, background)
     t = check_targets(targets, len(X), model.output_shape[-1])
     head = score_model(model, output).output
     f_x, f_bg = predict_scores(model, X, output), predict_scores(model, background, output)
@@ -220,13 +227,14 @@ def gradient_shap(model, X: np.ndarray, targets, *, output: str = "logits",
         with warnings.catch_warnings():  # shap passes a bare tensor to the named input
             warnings.filterwarnings("ignore", message="The structure of `inputs`")
             explainer = shap.GradientExplainer(single, background, batch_size=batch_size)
-            sv = explainer.shap_values(X[rows], nsamples=n_samples, rseed=seed + int(c))
+            with seeded_global_random(None):   # shap seeds np.random with rseed
+                sv = explainer.shap_values(X[rows], nsamples=n_samples, rseed=seed + int(c))
         values[rows] = np.asarray(sv, dtype=float).reshape(len(rows), *X.shape[1:])
     expected, prediction = f_bg[t], f_x[np.arange(len(X)), t]
     return Explanation(values, t, "gradient_shap", output,
                        delta=completeness_gap(values, prediction - expected),
-                       extras={"expected": expected, "prediction": prediction,
-                               "n_evaluations": int(n_samples)})
+                       score=prediction, reference=expected,
+                       extras={"n_evaluations": int(n_samples)})
 
 
 # --------------------------------------------------------------------------------------------

@@ -50,10 +50,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from utils.core.config import LOGITS_LAYER
-from utils.core.explain import Explanation, check_output, check_targets  # noqa: E402
+from utils.core.explain import (Explanation, check_beats, check_output, check_targets,  # noqa: E402
+                                rank_agreement)
 from utils.explainers.saliency import gradient_x_input  # noqa: E402,F401  (re-exported: compared with LRP-0)
-from utils.core.explain import rank_agreement
 from utils.explainers.integrated_gradients import batched_integrated_gradients
+from utils.core.methods import register
 
 RULES: tuple[str, ...] = ("zero", "epsilon", "gamma", "composite")
 
@@ -353,6 +354,7 @@ def _rule_of(rule: str, epsilon: float, gamma: float) -> Callable[[_Step], tuple
 # ------------------------------------------------------------------------------------------------
 # The explainer
 # ------------------------------------------------------------------------------------------------
+@register("lrp", "LRP", models=("fcn", "multimodal"), outputs=("logits",), delta=True)
 def lrp(model, X, targets, *, output: str = "logits", rule: str = "epsilon",
         epsilon: float = 0.25, gamma: float = 0.25, fold_batchnorm: bool = True,
         batch_size: int = 128) -> Explanation:
@@ -371,16 +373,13 @@ def lrp(model, X, targets, *, output: str = "logits", rule: str = "epsilon",
     """
     import tensorflow as tf
 
-    check_output(output)
-    if output != "logits":
-        raise ValueError("LRP explains the class score (output='logits'); the softmax is not a "
-                         "layer relevance can be propagated through")
+    check_output(output)   # the registry admits only "logits": the softmax is not propagated
     if rule not in RULES:
         raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
     if epsilon < 0 or gamma < 0:
         raise ValueError(f"epsilon and gamma must be >= 0, got {epsilon}, {gamma}")
     g = _graph(model, bool(fold_batchnorm))
-    xs = list(X) if isinstance(X, (list, tuple)) else [X]
+    xs = list(X) if isinstance(X, (list, tuple)) else [check_beats(model, X)]
     if len(xs) != len(g.input_keys):
         raise ValueError(f"model {model.name!r} has {len(g.input_keys)} inputs, got {len(xs)}")
     xs = [np.asarray(x, dtype=np.float64) for x in xs]
@@ -416,10 +415,8 @@ def lrp(model, X, targets, *, output: str = "logits", rule: str = "epsilon",
         raise ValueError("the model has no (window, leads) input to return as values")
     return Explanation(values=inputs[beat_inputs[0]], target=t, method=f"lrp_{rule}",
                        output="logits", scope="local", kind="model-specific",
-                       delta=total - score,
-                       extras={"inputs": inputs, "score": score, "rule": rule,
-                               "epsilon": float(epsilon), "gamma": float(gamma),
-                               "fold_batchnorm": bool(fold_batchnorm)})
+                       delta=total - score, score=score, reference=np.zeros_like(score),
+                       extras={"inputs": inputs})
 
 
 # ------------------------------------------------------------------------------------------------

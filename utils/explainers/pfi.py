@@ -32,11 +32,12 @@ from typing import Callable, Sequence
 import numpy as np
 
 from utils.core import config
-from utils.core.explain import Explanation, check_targets, predict_scores
+from utils.core.explain import (Explanation, check_targets, predict_scores,
+                                seeded_global_random, to_samples)
 from utils.core.perturb import fill
 from utils.core.segments import segment_labels, segment_mask
 from utils.core.beats import validate_beats
-from utils.core.explain import to_samples
+from utils.core.methods import register
 
 PredictFn = Callable[[np.ndarray], np.ndarray]
 
@@ -157,6 +158,9 @@ def _explanation(method, output, y, masks, names, unit, base, drops, metric, how
                                "n_repeats": repeats})
 
 
+@register("pfi", "PFI", scope="global", kind="model-agnostic", unit="segments",
+          stochastic=True, single_pass=False,
+          targets="the true labels the metric is scored against (a global method)")
 def permutation_importance(model, X: np.ndarray, targets, *, output: str = "logits",
                            features="segments", names: Sequence[str] | None = None,
                            n_repeats: int = 5, how: str = "permute",
@@ -195,6 +199,9 @@ def permutation_importance(model, X: np.ndarray, targets, *, output: str = "logi
     return _explanation("pfi", output, y, masks, names, unit, base, drops, metric, how, repeats)
 
 
+@register("pfi_alibi", "PFI (alibi)", scope="global", kind="model-agnostic", unit="segments",
+          stochastic=True, single_pass=False,
+          targets="the true labels the metric is scored against (a global method)")
 def alibi_permutation_importance(model, X: np.ndarray, targets, *, output: str = "logits",
                                  features="segments", names: Sequence[str] | None = None,
                                  n_repeats: int = 5, metric: str = "macro_f1",
@@ -203,7 +210,8 @@ def alibi_permutation_importance(model, X: np.ndarray, targets, *, output: str =
     ``kind='difference'``): the beats are flattened and each mask becomes a tuple of columns
     that alibi permutes together. ``metric`` is ``'macro_f1'`` or ``'accuracy'``.
 
-    alibi draws its permutations from NumPy's global generator, which is seeded here.
+    alibi draws its permutations from NumPy's global generator and takes no generator: it is
+    seeded for this call and the caller's global state is given back afterwards.
     Its estimate swaps the two halves of a shuffled data set (each beat gets the segment of
     a beat from the other half), so the numbers differ slightly from
     :func:`permutation_importance`, not in expectation.
@@ -219,9 +227,9 @@ def alibi_permutation_importance(model, X: np.ndarray, targets, *, output: str =
     predict = label_predictor(model, X.shape[1], X.shape[2])
     flat = X.reshape(len(X), -1)
     explainer = PermutationImportance(predictor=predict, score_fns={metric: fns[metric]})
-    np.random.seed(seed)
-    exp = explainer.explain(flat, y, features=flat_column_groups(masks), method="estimate",
-                            kind="difference", n_repeats=n_repeats)
+    with seeded_global_random(seed):
+        exp = explainer.explain(flat, y, features=flat_column_groups(masks), method="estimate",
+                                kind="difference", n_repeats=n_repeats)
     samples = np.stack([np.asarray(f["samples"] if isinstance(f, dict) else [f],
                                    dtype=float).reshape(-1)
                         for f in exp.data["feature_importance"][0]])

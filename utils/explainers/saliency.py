@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from utils.core.explain import Explanation, check_beats, check_output, check_targets, score_model
+from utils.core.methods import register
 
 
 def input_gradients(model, X, targets, *, output: str = "logits"
@@ -39,15 +40,16 @@ def input_gradients(model, X, targets, *, output: str = "logits"
     return tape.gradient(y, x).numpy().astype(np.float64), t
 
 
+@register("saliency", "saliency")
 def saliency(model, X, targets, *, output: str = "logits", absolute: bool = True
              ) -> Explanation:
     """Saliency map ``|d F_c / d x|`` (``absolute=False``: the signed gradient) per beat."""
     grads, t = input_gradients(model, X, targets, output=output)
     values = np.abs(grads) if absolute else grads
-    return Explanation(values=values, target=t, method="saliency", output=output,
-                       extras={"absolute": absolute})
+    return Explanation(values=values, target=t, method="saliency", output=output)
 
 
+@register("gradient_x_input", "gradient x input")
 def gradient_x_input(model, X, targets, *, output: str = "logits") -> Explanation:
     """Gradient x input ``x * d F_c / d x`` of the explained output (one backward pass)."""
     grads, t = input_gradients(model, X, targets, output=output)

@@ -91,13 +91,13 @@ def unpack(arrays: Mapping[str, np.ndarray]) -> dict[str, cf.Counterfactual]:
         extras = {"original": original, "counterfactual": X_cf,
                   "scores_before": np.asarray(arrays["scores_before"]),
                   "scores_after": np.asarray(arrays[f"{k}/scores_after"]),
-                  "options": meta["options"], "seconds": meta["seconds"]}
+                  "seconds": meta["seconds"]}
         prefix = f"{k}/x/"
         extras.update({key[len(prefix):]: np.asarray(v) for key, v in arrays.items()
                        if key.startswith(prefix)})
         out[name] = cf.Counterfactual(X_cf - original, np.asarray(arrays["target"]),
                                       meta["method"], meta["output"], kind=meta["kind"],
-                                      extras=extras)
+                                      extras=extras, options=meta["options"])
     return out
 
 

@@ -60,15 +60,7 @@ import numpy as np
 from utils.core import config
 from utils.core.stored_frames import arrays_to_frames, frames_to_arrays
 from utils.data.sampling import sample_by_record
-from utils.studies.evidence import checked_integrated_gradients
-from utils.explainers.integrated_gradients import baselines_for
-from utils.explainers.attention import attention_readout
-from utils.explainers.cam import class_activation_map
-from utils.explainers.gradcam import grad_cam
-from utils.explainers.lime_shap import gradient_shap, kernel_shap_segments, lime_segments
-from utils.explainers.saliency import gradient_x_input
-from utils.explainers.lrp import lrp
-from utils.explainers.saliency import saliency
+from utils.explainers.registry import methods_for
 from utils.assess import evaluate as ev
 from utils.core.explain import predict_scores
 from utils.data.mitdb import get_split, load_beats
@@ -145,48 +137,56 @@ class Recorder:
         return exp
 
 
-def checked_ig(model, X, targets, **_):
-    """Integrated Gradients with the course's completeness rule, median (isoelectric) baseline."""
-    return checked_integrated_gradients(model, X, targets, baselines=baselines_for(X, "median"),
-                                        steps=IG_STEPS, tolerance=IG_TOLERANCE)
+#: Options the grid gives each method (the rest are the method's declared defaults).
+GRID_OPTIONS: dict[str, dict] = {
+    "lime": {"n_samples": LIME_SAMPLES},
+    "kernel_shap": {"n_samples": SHAP_SAMPLES},
+    "gradient_shap": {"n_samples": GRADSHAP_SAMPLES},
+    "integrated_gradients_checked": {"baselines": "median", "steps": IG_STEPS,
+                                     "tolerance": IG_TOLERANCE},
+    "lrp": {"rule": "epsilon"},
+}
+#: The grid runs the completeness-checked IG only (the course's rule), not its fixed-step forms.
+SKIPPED: tuple[str, ...] = ("integrated_gradients", "integrated_gradients_batched")
+
+
+def grid_methods(model_name: str, cheap_only: bool = False) -> list:
+    """The local attribution methods of the registry that fit ``model_name`` and that the grid
+    runs (``cheap_only``: the single-pass ones, for the live check)."""
+    return [m for m in methods_for(model_name, family="attribution", scope="local",
+                                   single_pass=True if cheap_only else None)
+            if m.name not in SKIPPED]
 
 
 def explainers_for(model_name: str, background: np.ndarray, cheap_only: bool = False
                    ) -> dict[str, Callable]:
-    """``{method: explainer}`` for a course model (CAM and LRP for the CNN only, attention for
-    the attention model; ``cheap_only``: the single-pass methods, for the live check)."""
-
-    cnn = model_name.startswith("cnn")
+    """``{label: explainer}`` for a course model, read from the method registry
+    (:func:`utils.explainers.registry.methods_for`) with the grid's options; gradient SHAP
+    draws its references from ``background``."""
     out: dict[str, Callable] = {}
-    if not cheap_only:
-        out["LIME"] = functools.partial(lime_segments, n_samples=LIME_SAMPLES)
-        out["Kernel SHAP"] = functools.partial(kernel_shap_segments, n_samples=SHAP_SAMPLES)
-        out["gradient SHAP"] = functools.partial(gradient_shap, background=background,
-                                                 n_samples=GRADSHAP_SAMPLES)
-    if cnn:
-        out["CAM"] = class_activation_map
-    out["Grad-CAM"] = functools.partial(grad_cam, layer="conv_last" if cnn else "lstm")
-    if not cheap_only:
-        out["IG"] = checked_ig
-    if cnn:
-        out["LRP"] = functools.partial(lrp, rule="epsilon")
-    out["saliency"] = saliency
-    out["gradient x input"] = gradient_x_input
-    if model_name.startswith("attention"):
-        out["attention"] = attention_readout
+    for m in grid_methods(model_name, cheap_only):
+        options = dict(GRID_OPTIONS.get(m.name, {}))
+        if m.name == "gradient_shap":
+            options["background"] = background
+        out[m.label] = functools.partial(m.function, **options) if options else m.function
     return out
 
 
-STOCHASTIC = {"LIME": "seed", "Kernel SHAP": "seed", "gradient SHAP": "seed"}
+def stochastic_labels(model_name: str) -> dict[str, str]:
+    """``{label: "seed"}`` of the grid's methods that draw random numbers (their stability is
+    measured over :data:`SEEDS`)."""
+    return {m.label: "seed" for m in grid_methods(model_name) if m.stochastic}
 
 
-def evaluate_model(model, X, targets, y, explainers: Mapping[str, Callable]):
+def evaluate_model(model, X, targets, y, explainers: Mapping[str, Callable],
+                   stochastic: Mapping[str, str] | None = None):
     """Run :func:`utils.assess.evaluate.evaluate_methods` with the course settings. Returns
     ``(tidy, maps)``: the tidy method x metric rows and each method's Explanation."""
 
     rec = {name: Recorder(f) for name, f in explainers.items()}
     tidy = ev.evaluate_methods(rec, model, X, targets, windows=beat_windows(y),
-                               stochastic={k: v for k, v in STOCHASTIC.items() if k in rec},
+                               stochastic={k: v for k, v in (stochastic or {}).items()
+                                           if k in rec},
                                seeds=SEEDS, n_random=N_RANDOM,
                                sensitivity_draws=SENSITIVITY_DRAWS, radius=RADIUS)
     return tidy, {name: r.first for name, r in rec.items()}
@@ -210,7 +210,7 @@ def grid_model(model, X, y, background, name: str, split_name: str, label: str,
     if methods is not None:
         explainers = {k: f for k, f in explainers.items() if k in methods}
     pred = predict_scores(model, X, "probs").argmax(axis=1)
-    tidy, maps = evaluate_model(model, X, pred, y, explainers)
+    tidy, maps = evaluate_model(model, X, pred, y, explainers, stochastic_labels(name))
     if "IG" in maps:
         extras = maps["IG"].extras
         tidy = pd.concat([tidy, pd.DataFrame([

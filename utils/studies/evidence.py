@@ -1,5 +1,5 @@
 """Checks that tell what a finding can rest on: split leakage, what the window shows,
-completeness of Integrated Gradients, and whether a time map follows the input or the clock.
+and whether a time map follows the input or the clock.
 
 * :func:`window_overlap` - for beats of one part of a split (e.g. the holdout test beats), the
   share of their window's samples that also lie in the window of a beat of another part (e.g.
@@ -7,9 +7,6 @@ completeness of Integrated Gradients, and whether a time map follows the input o
 * :func:`previous_r_visible` / :func:`previous_r_table` - whether the previous R peak lies inside
   the window (it starts ``R_OFFSET`` samples before R), from the RR intervals of ``BeatData``:
   prematurity can only be read from beats where it does.
-* :func:`checked_integrated_gradients` - Integrated Gradients with its completeness error per
-  beat; beats above a tolerance are recomputed with more Gauss-Legendre steps, and those still
-  above it are flagged (leave them out of averages and say how many).
 * :func:`time_ramp` - rank correlation of a relevance-over-time map with the time index, per
   beat: a map that just grows towards the end of the window (an LSTM accumulating evidence)
   correlates near 1 whatever the input.
@@ -19,7 +16,6 @@ from __future__ import annotations
 import numpy as np
 
 from utils.core import config
-from utils.explainers import integrated_gradients as ig
 from utils.core.explain import Explanation
 
 
@@ -160,81 +156,6 @@ def previous_r_table(data, idx=None, r_offset: int = config.R_OFFSET,
         }
     table = pd.DataFrame.from_dict(rows, orient="index")
     return table.loc[[c for c in config.CLASSES if c in table.index]]
-
-
-# ------------------------------------------------------------------------------------------------
-# Integrated Gradients with a completeness check
-# ------------------------------------------------------------------------------------------------
-def checked_integrated_gradients(model, X, targets, *, baselines=None,
-                                 output: str = "logits", tolerance: float = 0.03,
-                                 steps: tuple[int, ...] = (64, 256, 1024),
-                                 max_batch: int = 4096):
-    """Integrated Gradients whose completeness is checked per beat (the rule of the course).
-    1. compute IG with ``steps[0]`` Gauss-Legendre points;
-    2. the relative completeness error ``|sum(IG) - (F(x) - F(b))| / |F(x) - F(b)|`` of each beat
-       is compared with ``tolerance``; beats above it are recomputed with the next step count;
-    3. beats still above ``tolerance`` after ``steps[-1]`` are **flagged**: leave them out of
-       class averages and tables, and report how many.
-
-    Measured on the holdout LSTM (median baseline, true class, one test beat per record and
-    class: 117 beats): the relative error at 64 / 128 / 256 / 1024 steps has a maximum of
-    2.4 / 0.31 / 0.23 / 0.028; with the default rule (3 %, steps 64 -> 256 -> 1024) 29 beats are
-    recomputed at 256 steps, 6 at 1024 and none is flagged, for 1.4x the cost of a fixed 128
-    steps (which leaves 11 % of the beats above 3 %). See /work/notes/evidence_measure.py.
-
-    Returns an :class:`utils.core.explain.Explanation` (method ``"integrated_gradients"``) with
-    ``delta`` = the signed completeness gap ``sum(IG) - (F(x) - F(b))`` per beat and
-    ``extras``: ``relative_error`` (n,), ``n_steps`` (n,) steps used, ``flagged`` (n,) bool,
-    ``tolerance``. Uses :func:`utils.explainers.integrated_gradients.batched_integrated_gradients` and
-    ``class_scores`` (the course implementation; same quadrature as alibi).
-    """
-    if not steps or any(int(s) < 2 for s in steps) or list(steps) != sorted(steps):
-        raise ValueError(f"steps must be increasing step counts >= 2, got {steps}")
-    if tolerance <= 0:
-        raise ValueError(f"tolerance must be positive, got {tolerance}")
-    X = np.asarray(X, dtype=np.float32)
-    n = len(X)
-    t = np.asarray(targets)
-    t = np.full(n, int(t)) if t.ndim == 0 else t.astype(np.int64)
-    B = np.zeros_like(X) if baselines is None else np.ascontiguousarray(
-        np.broadcast_to(np.asarray(baselines, np.float32), X.shape))
-    delta_f = (ig.class_scores(model, X, t, output) - ig.class_scores(model, B, t, output))
-    values = np.zeros(X.shape, dtype=np.float64)
-    used = np.zeros(n, dtype=np.int64)
-    rel = np.full(n, np.inf)
-    todo = np.arange(n)
-    for s in steps:
-        if not len(todo):
-            break
-        a = ig.batched_integrated_gradients(model, X[todo], t[todo], baselines=B[todo],
-                                            n_steps=int(s), output=output, max_batch=max_batch)
-        a = np.asarray(getattr(a, "values", a), dtype=np.float64)
-        values[todo] = a
-        used[todo] = int(s)
-        gap = a.reshape(len(todo), -1).sum(axis=1) - delta_f[todo]
-        rel[todo] = np.abs(gap) / np.maximum(np.abs(delta_f[todo]), 1e-6)
-        todo = todo[rel[todo] > tolerance]
-    delta = values.reshape(n, -1).sum(axis=1) - delta_f
-    return Explanation(values=values, target=t, method="integrated_gradients", output=output,
-                       scope="local", kind="model-specific", delta=delta,
-                       extras={"relative_error": rel, "n_steps": used,
-                               "flagged": rel > tolerance, "tolerance": float(tolerance)})
-
-
-def completeness_sweep(model, X, targets, steps=(64, 128, 256, 512, 1024), *, baselines=None,
-                       output: str = "logits", max_batch: int = 4096):
-    """Relative completeness error of every beat at each step count: a DataFrame with one
-    column per step count (rows: beats)."""
-    import pandas as pd
-
-    cols = {}
-    for s in steps:
-        a = ig.batched_integrated_gradients(model, X, targets, baselines=baselines,
-                                            n_steps=int(s), output=output, max_batch=max_batch)
-        a = np.asarray(getattr(a, "values", a), dtype=np.float64)
-        cols[int(s)] = ig.completeness_error(model, X, a, targets, baselines=baselines,
-                                             output=output)
-    return pd.DataFrame(cols)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -164,13 +164,12 @@ def integrated_gradients_multi(model, inputs: Sequence[np.ndarray], targets, *,
         out = _call(net, arrays)
         return out[np.arange(n), t].astype(np.float64)
 
-    change = scores(xs) - scores(bs)
+    score, reference = scores(xs), scores(bs)
     total = sum(a.reshape(n, -1).sum(axis=1) for a in attributions)
     beat = next(i for i, a in enumerate(attributions) if a.ndim == 3)
     return Explanation(attributions[beat], t, "integrated_gradients", output,
-                       delta=total - change,
-                       extras={"inputs": attributions, "score_change": change,
-                               "n_steps": int(n_steps)})
+                       delta=total - (score - reference), score=score, reference=reference,
+                       extras={"inputs": attributions, "n_steps": int(n_steps)})
 
 
 def modality_pfi(model, inputs: Sequence[np.ndarray], y: np.ndarray, *, repeats: int = 3,
@@ -424,7 +423,7 @@ def fold_modality_analysis(names: Sequence[str] | None = None, beats=None, *,
                                         lrp_epsilon=lrp_epsilon, ig_steps=ig_steps)
             for method, (table, exp) in shares.items():
                 frame = table.copy()
-                ref = exp.extras["score"] if method == "lrp" else exp.extras["score_change"]
+                ref = exp.score_change
                 frame["relative_gap"] = np.abs(exp.delta) / np.maximum(np.abs(ref), 1e-6)
                 frame.insert(0, "fold", name)
                 frame.insert(1, "record", test.record[idx])
