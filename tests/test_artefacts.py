@@ -45,7 +45,8 @@ def _flip_bit(path, offset_fraction=0.5):
 
 def test_intact_copy_loads(models):
     model = catalog.load_trained("lstm_holdout")
-    assert model.get_layer("logits") is not None
+    assert model.input_shape[1:] == (config.WINDOW, 2)
+    assert model.get_layer("logits").units == len(config.CLASSES)
 
 
 @pytest.mark.parametrize("damage,cause", [

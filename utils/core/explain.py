@@ -160,6 +160,14 @@ class Explanation:
 # ------------------------------------------------------------------------------------------------
 # Shared pieces
 # ------------------------------------------------------------------------------------------------
+def relevance_values(relevance) -> np.ndarray:
+    """Relevance as a float array: an :class:`Explanation` gives its ``values`` (sample
+    space), anything else is converted (what plots and metrics take)."""
+    if isinstance(relevance, Explanation):
+        return relevance.values
+    return np.asarray(relevance, dtype=np.float64)
+
+
 @contextlib.contextmanager
 def seeded_global_random(seed: int | None):
     """Seed NumPy's global generator for a library call that draws from it and takes no
