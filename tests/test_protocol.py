@@ -2,6 +2,7 @@
 known answers, and of the fold property on the real DS1 annotation counts."""
 from __future__ import annotations
 
+import importlib
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -203,7 +204,7 @@ def test_weights_round_trip(tmp_path, beats, candidate):
 def test_feature_names_match_the_sets():
     assert len(PM.feature_names("rr")) == 17
     assert len(PM.feature_names("rrt")) == 33
-    assert PM.feature_names("rrt")[:9] == list(__import__("utils.data.rhythm").rhythm.RR_FEATURES)
+    assert PM.feature_names("rrt")[:9] == list(importlib.import_module("utils.data.rhythm").RR_FEATURES)
 
 
 def test_per_record_sveb_sorted_and_only_records_with_sveb():

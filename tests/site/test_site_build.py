@@ -25,7 +25,7 @@ def test_rewrite_links():
     assert site_build.rewrite_links("[data](utils/data/mitdb.py) and [mk](Makefile#L3)",
                                     "README.md", pages) \
         == f"[data]({gh('utils/data/mitdb.py')}) and [mk]({gh('Makefile')}#L3)"
-    assert site_build.rewrite_links("[src](../utils/cam.py)", "notebooks/01_a.ipynb", pages) \
+    assert site_build.rewrite_links("[src](../utils/explainers/cam.py)", "notebooks/01_a.ipynb", pages) \
         == f"[src]({gh('utils/explainers/cam.py')})"
     for unchanged in ("[x](https://physionet.org)", "[y](#section)", "![fig](figure.png)",
                       "[m](mailto:a@b.c)"):
