@@ -64,7 +64,7 @@ $(STAMP): requirements.txt pyproject.toml
 install: $(STAMP)  ## create .venv with the pinned packages and the utils package
 
 data: $(STAMP)  ## get and verify MIT-BIH (uses MITDB_DIR if set, else downloads from PhysioNet)
-	$(PY) -m utils.data
+	$(PY) -m utils.data.mitdb
 
 LAB_ARGS ?=
 
@@ -139,10 +139,10 @@ notebooks: data  ## re-execute the notebooks in place (refresh the committed out
 	SELFCHECK_RECORD=1 $(PY) -m utils.course.execute $(NOTEBOOKS)
 
 models: data  ## train every course model and save it under data/models/ (about 1 h on 2 cores)
-	$(PY) -m utils.training
+	$(PY) -m utils.models.catalog
 
 evaluation: data  ## deep dive D2's full explanation-evaluation grid, every method (long) -> data/evaluation/
-	$(PY) -m utils.course.evaluation_grid
+	$(PY) -m utils.studies.evaluation_grid
 
 SUBMISSIONS ?= submissions
 JOBS ?= 1

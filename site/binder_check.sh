@@ -28,7 +28,7 @@ echo "postBuild: ${SECONDS} s"
 python - <<'PY'
 import json, subprocess
 from pathlib import Path
-from utils.config import ROOT
+from utils.core.config import ROOT
 from utils.course import grading
 assert ROOT == Path.cwd(), (ROOT, Path.cwd())          # utils installed from this copy
 from utils.course import layout

@@ -9,7 +9,7 @@ of the learner release; ``python site/colab.py NOTEBOOK...`` does the same to an
    runtime's Python is outside 3.10-3.12 (Colab's default runtime moved to Python 3.13, where
    numpy < 2 and TensorFlow 2.17.1 have no wheels), otherwise clones the learner release,
    installs its ``requirements.txt`` and ``utils``, fetches and verifies MIT-BIH
-   (``python -m utils.data``) and restarts the runtime once so that the pinned numpy and
+   (``python -m utils.data.mitdb``) and restarts the runtime once so that the pinned numpy and
    TensorFlow are the ones imported. Anywhere else (``make lab``, Binder, nbval, a grader's
    sandbox) it prints nothing and changes nothing.
 
@@ -79,7 +79,7 @@ if "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ:
         pip = [sys.executable, "-m", "pip", "install", "-q"]
         subprocess.run(pip + ["-r", str(course / "requirements.txt")], check=True)
         subprocess.run(pip + ["--no-deps", "-e", str(course)], check=True)
-        subprocess.run([sys.executable, "-m", "utils.data"], cwd=course, check=True)
+        subprocess.run([sys.executable, "-m", "utils.data.mitdb"], cwd=course, check=True)
         (course / ".colab-installed").write_text("installed\\n")
         print("Course installed. The runtime restarts now (Colab says it crashed: expected) "
               "so that the pinned numpy and TensorFlow are loaded; then run all cells again.")

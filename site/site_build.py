@@ -149,7 +149,7 @@ def rewrite_links(text: str, page: str, pages: set[str]) -> str:
     """Point the relative links of ``page`` (repository path) at the right place.
 
     A link to another page of the site stays relative (Sphinx resolves it); a link to any other
-    repository file (``utils/data.py``, ``Makefile``...) goes to that file on GitHub, because
+    repository file (``utils/data/mitdb.py``, ``Makefile``...) goes to that file on GitHub, because
     the site does not hold it. External links, anchors and images are left alone.
     """
     folder = posixpath.dirname(page)

@@ -9,11 +9,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from utils import config, data  # noqa: E402
+from utils.core import config
+from utils.data import mitdb as data  # noqa: E402
 
 #: The session fixture ``attacked``: ONE grading run of every malicious learner (two modules).
 pytest_plugins = ["grading_attacks"]
-from utils.explain import LOGITS_LAYER  # noqa: E402
+from utils.core.config import LOGITS_LAYER  # noqa: E402
 
 
 def _find_db():
@@ -58,7 +59,7 @@ def fcn():
     """A tiny course FCN (8, 8, 16 filters) with non-trivial BatchNorm statistics and bias."""
     import keras
 
-    from utils.models import build_fcn
+    from utils.models.networks import build_fcn
 
     keras.utils.set_random_seed(0)
     model = build_fcn(filters=(8, 8, 16))
@@ -78,7 +79,7 @@ def lstm():
     """A tiny course LSTM (8 units, 64 steps) with a random bias."""
     import keras
 
-    from utils.models import build_lstm
+    from utils.models.networks import build_lstm
 
     keras.utils.set_random_seed(0)
     model = build_lstm(units=8)
@@ -91,7 +92,7 @@ def attention_lstm():
     """A tiny LSTM + attention classifier (8 units, 4 attention units)."""
     import keras
 
-    from utils.models import build_lstm_attention
+    from utils.models.networks import build_lstm_attention
 
     keras.utils.set_random_seed(0)
     return build_lstm_attention(units=8, attention_units=4)

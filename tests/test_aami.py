@@ -1,4 +1,4 @@
-"""Tests of utils.aami: class mapping, splits, Se/+P/FPR on a hand-made confusion matrix,
+"""Tests of utils.data.aami: class mapping, splits, Se/+P/FPR on a hand-made confusion matrix,
 kappa, the j/jk indices, per-record results, the bootstrap over records and the beat set."""
 from __future__ import annotations
 
@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 from sklearn.metrics import cohen_kappa_score
 
-from utils import aami, config, data
+from utils.data import aami
+from utils.models import baseline
+from utils.core import config
+from utils.data import mitdb as data
 
 # rows = reference N, SVEB, VEB, F, Q; columns = predicted
 CM = np.array([[90, 5, 3, 2, 0],
@@ -168,14 +171,14 @@ def test_baselines_on_toy_features():
     feats[0, 0] = np.nan  # imputed
     train, test = np.arange(0, 200, 2), np.arange(1, 200, 2)
     for kind in ("tree", "1nn"):
-        pred = aami.fit_predict_baseline(kind, feats, y, train, test)
+        pred = baseline.fit_predict_baseline(kind, feats, y, train, test)
         assert pred.shape == test.shape and np.mean(pred == y[test]) > 0.9
     # Q beats are never trained on
     yq = y.copy()
     yq[:10] = 4
-    assert 4 not in aami.fit_predict_baseline("1nn", feats, yq, np.arange(200), np.arange(200))
+    assert 4 not in baseline.fit_predict_baseline("1nn", feats, yq, np.arange(200), np.arange(200))
     with pytest.raises(ValueError):
-        aami.fit_predict_baseline("svm", feats, y, train, test)
+        baseline.fit_predict_baseline("svm", feats, y, train, test)
 
 
 def test_holdout_split_is_intra_patient():
@@ -184,6 +187,6 @@ def test_holdout_split_is_intra_patient():
     toy = aami.AamiBeats(X=np.zeros((100, 1, 2)), y=y, symbol=np.array(["N"] * 100),
                          record=recs, sample=np.arange(100), rr=np.ones((100, 9)),
                          mean=np.zeros((100, 2)), std=np.ones((100, 2)))
-    train, test = aami.holdout_records_split(toy, test_size=0.2)
+    train, test = baseline.holdout_records_split(toy, test_size=0.2)
     assert len(test) == 20 and not set(train) & set(test)
     assert set(recs[train]) == set(recs[test])  # the same patients on both sides

@@ -14,7 +14,10 @@ import shutil
 import numpy as np
 import pytest
 
-from utils import config, data, training
+from utils.core import config
+from utils.data import mitdb as data
+from utils.models import training
+from utils.models import catalog
 
 
 # --------------------------------------------------------------------------- model weights
@@ -41,8 +44,9 @@ def _flip_bit(path, offset_fraction=0.5):
 
 
 def test_intact_copy_loads(models):
-    model = training.load_trained("lstm_holdout")
-    assert model.get_layer("logits") is not None
+    model = catalog.load_trained("lstm_holdout")
+    assert model.input_shape[1:] == (config.WINDOW, 2)
+    assert model.get_layer("logits").units == len(config.CLASSES)
 
 
 @pytest.mark.parametrize("damage,cause", [
@@ -56,7 +60,7 @@ def test_damaged_weights_name_file_cause_and_fix(models, damage, cause):
     weights = models / "lstm_holdout" / "model.weights.h5"
     damage(weights)
     with pytest.raises(training.ModelFileError) as err:
-        training.load_trained("lstm_holdout")
+        catalog.load_trained("lstm_holdout")
     message = str(err.value)
     assert cause in message and str(weights) in message
     assert "git checkout" in message and "make models" in message
@@ -69,7 +73,7 @@ def test_swapped_weights_are_refused(models, pair):
     src, dst = pair
     shutil.copy(models / src / "model.weights.h5", models / dst / "model.weights.h5")
     with pytest.raises(training.ModelFileError, match="another model's weights"):
-        training.load_trained(dst)
+        catalog.load_trained(dst)
 
 
 @pytest.mark.parametrize("content,cause", [("", "is empty"),
@@ -79,7 +83,7 @@ def test_damaged_config_names_file_and_fix(models, content, cause):
     path = models / "lstm_holdout" / "config.json"
     path.write_text(content)
     with pytest.raises(training.ModelFileError) as err:
-        training.load_trained("lstm_holdout")
+        catalog.load_trained("lstm_holdout")
     assert cause in str(err.value) and str(path) in str(err.value)
     assert "git checkout" in str(err.value)
 
@@ -91,7 +95,7 @@ def test_config_without_hash_is_refused(models):
     cfg[training.CONFIG_CHECKSUM_KEY] = training.config_digest(cfg)  # re-sealed: still refused
     path.write_text(json.dumps(cfg))
     with pytest.raises(training.ModelFileError, match="records no weights_sha256"):
-        training.load_trained("lstm_holdout")
+        catalog.load_trained("lstm_holdout")
 
 
 @pytest.mark.parametrize("edit", ["accuracy", "checksum removed", "macro_f1 as text"])
@@ -111,11 +115,11 @@ def test_edited_metric_in_config_is_refused(models, edit):
         training.read_config("cnn_holdout")
     assert "git checkout" in str(err.value)
     with pytest.raises(training.ModelFileError):
-        training.load_trained("cnn_holdout")
+        catalog.load_trained("cnn_holdout")
 
 
 def test_committed_configs_are_sealed():
-    for name in training.all_names():
+    for name in catalog.all_names():
         training.read_config(name)  # raises when a checksum is missing or wrong
 
 

@@ -1,4 +1,4 @@
-"""Tests of utils.attention: attention by hand vs Keras, read-outs, agreement, perturbations,
+"""Tests of utils.explainers.attention: attention by hand vs Keras, read-outs, agreement, perturbations,
 autoencoder helpers. Tiny untrained models only (fast, no trained weights needed)."""
 from __future__ import annotations
 
@@ -16,11 +16,12 @@ import pytest  # noqa: E402
 from hypothesis import given, settings, strategies as st  # noqa: E402
 from hypothesis.extra.numpy import arrays  # noqa: E402
 
-from utils import attention as att  # noqa: E402
-from utils import config  # noqa: E402
-from utils.explain import LOGITS_LAYER, Explanation  # noqa: E402
-from utils.models import (TemporalAttention, build_attention_autoencoder,  # noqa: E402
-                          build_lstm_attention)
+from utils.explainers import attention as att  # noqa: E402
+from utils.core import config  # noqa: E402
+from utils.core.config import LOGITS_LAYER
+from utils.core.explain import Explanation  # noqa: E402
+from utils.models.networks import (TemporalAttention, build_attention_autoencoder,
+                                   build_lstm_attention)
 
 RNG = np.random.default_rng(0)
 finite = st.floats(-5, 5, allow_nan=False, width=32)

@@ -1,4 +1,4 @@
-"""Tests of utils.baseline: interpretable beat features and models."""
+"""Tests of utils.models.baseline: interpretable beat features and models."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from utils import config
-from utils.baseline import (FEATURE_NAMES, beat_features, coefficient_table, fit_baseline,
-                            qrs_width, tree_rules)
+from utils.core import config
+from utils.models.baseline import (FEATURE_NAMES, beat_features, coefficient_table, fit_baseline,
+                                   qrs_width, tree_rules)
 
 FS, W, R = config.BEAT_FS, config.WINDOW, config.R_OFFSET
 T = (np.arange(W) - R) / FS

@@ -50,7 +50,7 @@ def test_peak_rss_sees_this_process():
 
 
 def test_interpolated_inputs_follow_alibi_quadrature():
-    from utils.integrated_gradients import quadrature
+    from utils.explainers.integrated_gradients import quadrature
 
     rng = np.random.default_rng(0)
     X = rng.standard_normal((3, 8, 2)).astype(np.float32)
@@ -70,8 +70,8 @@ def test_gradient_pass_is_the_work_of_integrated_gradients():
     """The limit does the same arithmetic as IG: weighted path gradients x (x - baseline)."""
     import keras
 
-    from utils.integrated_gradients import batched_integrated_gradients
-    from utils.models import build_fcn
+    from utils.explainers.integrated_gradients import batched_integrated_gradients
+    from utils.models.networks import build_fcn
 
     keras.utils.set_random_seed(0)
     model = build_fcn(filters=(4, 4), kernels=(3, 3), dilations=(1, 2))
@@ -153,7 +153,7 @@ def test_benchmark_quick_run_writes_markdown_and_json(tmp_path, mitdb_dir):
         assert r["status"].startswith(("ok", benchmark.NOT_AVAILABLE)), r
         if r["status"].startswith("ok"):
             assert r["s_per_beat"] > 0 and r["beats"] >= 1
-    assert rows["CAM"]["status"].startswith("ok")  # utils/cam.py is part of the course
+    assert rows["CAM"]["status"].startswith("ok")  # utils/explainers/cam.py is part of the course
 
     (ig,) = res["ig_limit"]["rows"]
     assert ig["status"] == "ok" and ig["limit_s"] > 0 and ig["ratio_alibi"] > 0
@@ -182,7 +182,7 @@ def test_notebooks_ig_usage_counts_calls(tmp_path):
 
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(
-                    "from utils.integrated_gradients import integrated_gradients\n"
+                    "from utils.explainers.integrated_gradients import integrated_gradients\n"
                     "a = integrated_gradients(m, X, y)\n"
                     "b = batched_integrated_gradients(m, X, y)\nc = ig.integrated_gradients(X)"),
                 nbformat.v4.new_markdown_cell("integrated_gradients(m, X, y) in prose")]

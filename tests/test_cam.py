@@ -1,13 +1,14 @@
-"""Tests of utils.cam: the CAM of the GAP FCN and its exact score decomposition (delta)."""
+"""Tests of utils.explainers.cam: the CAM of the GAP FCN and its exact score decomposition (delta)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from utils import config
-from utils.cam import class_activation_map, feature_maps
-from utils.explain import LOGITS_LAYER, Explanation, predict_scores
+from utils.core import config
+from utils.explainers.cam import class_activation_map, feature_maps
+from utils.core.config import LOGITS_LAYER
+from utils.core.explain import Explanation, predict_scores
 
 
 def test_cam_is_an_explanation_shared_by_the_leads(fcn, beats):
@@ -34,13 +35,13 @@ def test_decomposition_is_exact(fcn, beats):
     assert exp.delta.shape == (6,)
     assert exp.max_delta() < 1e-4
     logits = predict_scores(fcn, beats)[np.arange(6), np.arange(6)]
-    np.testing.assert_allclose(exp.native.mean(axis=1) + exp.extras["bias"], logits, atol=1e-4)
+    np.testing.assert_allclose(exp.native.mean(axis=1) + exp.reference, logits, atol=1e-4)
 
 
 def test_decomposition_fails_without_bias(fcn, beats):
     """The bias matters: the CAM mean alone differs from the logit (guards the test above)."""
     exp = class_activation_map(fcn, beats, 2)
-    assert np.abs(exp.native.mean(axis=1) - exp.extras["logit"]).max() > 1e-3
+    assert np.abs(exp.native.mean(axis=1) - exp.score).max() > 1e-3
 
 
 @settings(max_examples=8, deadline=None)
@@ -60,7 +61,7 @@ def test_cams_of_all_classes_sum_to_weight_sum(fcn, beats):
 
 
 def test_cam_explains_logits_only(fcn, beats):
-    with pytest.raises(ValueError, match="output='logits'"):
+    with pytest.raises(ValueError, match="output must be one of \\('logits',\\)"):
         class_activation_map(fcn, beats, 0, output="probs")
 
 

@@ -1,9 +1,9 @@
-"""Tests of utils.claims: balanced samples by record, tests over records, window occlusion."""
+"""Tests of utils.assess.claims: balanced samples by record, tests over records, window occlusion."""
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from utils import claims
+from utils.assess import claims
 
 
 def _toy(records_per_class=(1, 3, 27), beats_per_record=50):

@@ -1,4 +1,4 @@
-"""Tests of utils.clinical: header parsing (real MIT-BIH headers and odd ones), the medication
+"""Tests of utils.data.clinical: header parsing (real MIT-BIH headers and odd ones), the medication
 grouping, Benjamini-Hochberg and the association tests."""
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from utils.clinical import (MEDICATION_CLASSES, MEDICATIONS, association_tests,
-                            benjamini_hochberg, clinical_table, medication_class,
-                            medication_table, parse_comments, rank_biserial, read_patient_info)
+from utils.data.clinical import (MEDICATION_CLASSES, MEDICATIONS, association_tests,
+                                 benjamini_hochberg, clinical_table, medication_class,
+                                 medication_table, parse_comments, rank_biserial,
+                                 read_patient_info)
 
 MITDB = Path(os.environ.get("MITDB_DIR", "/nonexistent"))
 needs_db = pytest.mark.skipif(not (MITDB / "232.hea").exists(),

@@ -1,4 +1,4 @@
-"""Counterfactual methods (utils.counterfactual) on toy models whose answer is known.
+"""Counterfactual methods (utils.explainers.counterfactual) on toy models whose answer is known.
 
 * A GAP "threshold" model: ``z_1 = w * mean_t x(t, lead 0) + b``, ``z_0 = 0``. Its CAM for
   class 1 is ``w * x(t, lead 0)``, so Native Guide must copy the neighbour's bump, starting
@@ -14,12 +14,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from utils import config
-from utils.counterfactual import (Counterfactual, best_window, find_neighbours,
-                                  nearest_unlike_neighbour, native_guide, pairwise_distances,
-                                  wachter, window_lengths)
-from utils.counterfactual_metrics import contiguity, proximity, sparsity
-from utils.explain import LOGITS_LAYER, Explanation, predict_scores
+from utils.core import config
+from utils.explainers.counterfactual import (Counterfactual, best_window, find_neighbours,
+                                             nearest_unlike_neighbour, native_guide,
+                                             pairwise_distances, wachter, window_lengths)
+from utils.assess.counterfactual_metrics import contiguity, proximity, sparsity
+from utils.core.config import LOGITS_LAYER
+from utils.core.explain import Explanation, predict_scores
 
 W = config.WINDOW
 
@@ -221,7 +222,7 @@ def test_wachter_raises_lambda_until_valid():
 
 
 def test_wachter_fails_visibly_where_gradients_vanish():
-    from utils.integrated_gradients import saturating_model
+    from utils.explainers.integrated_gradients import saturating_model
 
     model = saturating_model(gain=4.0)
     X = np.ones((1, W, 2), np.float32)           # gain * mean ReLU = 4 >= 1: saturated
@@ -252,7 +253,7 @@ def test_wachter_options_are_checked():
 
 
 def test_pack_and_unpack_round_trip(toy, reference):
-    from utils.counterfactual_study import pack, run_methods, unpack
+    from utils.studies.counterfactual_study import pack, run_methods, unpack
 
     R, ry = reference
     X = np.zeros((2, W, 2), np.float32)

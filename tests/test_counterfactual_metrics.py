@@ -1,4 +1,4 @@
-"""Counterfactual metrics (utils.counterfactual_metrics) on hand-made pairs, properties with
+"""Counterfactual metrics (utils.assess.counterfactual_metrics) on hand-made pairs, properties with
 hypothesis, and a cross-check against wildboar's independent implementation."""
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from hypothesis.extra.numpy import arrays
 
-from utils.counterfactual_metrics import (PlausibilityDetector, autoencoder_errors,
-                                          autoencoder_ratio,
-                                          beat_metrics, changed_segments, contiguity,
-                                          dtw_distance, metric_table, ms_per_beat, proximity,
-                                          sparsity, validity)
+from utils.assess.counterfactual_metrics import (PlausibilityDetector, autoencoder_errors,
+                                                 autoencoder_ratio, beat_metrics,
+                                                 changed_segments, contiguity, dtw_distance,
+                                                 metric_table, ms_per_beat, proximity, sparsity,
+                                                 validity)
 
 
 @pytest.fixture
@@ -162,7 +162,7 @@ def test_plausibility_detector_needs_what_it_needs():
 def test_autoencoder_ratio_is_one_on_the_median_real_beat():
     import keras
 
-    from utils.models import build_attention_autoencoder
+    from utils.models.networks import build_attention_autoencoder
 
     keras.utils.set_random_seed(0)
     ae = build_attention_autoencoder(units=4)
@@ -171,7 +171,7 @@ def test_autoencoder_ratio_is_one_on_the_median_real_beat():
     assert np.median(ratio) == pytest.approx(1.0)
     assert autoencoder_ratio(ae, 5 * real[:1], real)[0] > 1     # a louder beat fits worse
     # the same error as week 4's reconstruction_errors (one definition, two code paths)
-    from utils.attention import reconstruction_errors
+    from utils.explainers.attention import reconstruction_errors
 
     assert np.allclose(autoencoder_errors(ae, real), reconstruction_errors(ae, real)["error"],
                        rtol=1e-5)

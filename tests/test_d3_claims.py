@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from utils import modality_folds as mf
-from utils import modality_study as ms
-from utils.modality import MODALITIES
+from utils.studies import modality_folds as mf
+from utils.studies import modality_study as ms
+from utils.assess.modality import MODALITIES
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,7 @@ def test_the_papers_pattern_holds_only_for_lrp_on_n_beats(study):
 
 def test_no_clinical_association_survives_the_correction(study):
     """D3 'What can and cannot be concluded': 30 tests run, smallest BH-corrected p above 0.4."""
-    from utils.clinical import clinical_table
+    from utils.data.clinical import clinical_table
 
     clinical = clinical_table(list(study.record_shares.index))
     tests = mf.clinical_associations(study.record_shares, clinical)

@@ -1,4 +1,4 @@
-"""Tests of utils.data: checksums, record reading, beat extraction, caching and splits."""
+"""Tests of utils.data.mitdb: checksums, record reading, beat extraction, caching and splits."""
 from __future__ import annotations
 
 import shutil
@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from utils import config, data
+from utils.core import config
+from utils.data import mitdb as data
+from utils.core import beats as beats_module
 
 RECORD = "100"
 
@@ -225,21 +227,21 @@ def test_example_per_class_prefers_masks_in_order():
 
 def test_validate_beats_messages():
     good = np.zeros((3, config.WINDOW, 2))
-    assert data.validate_beats(good).dtype == np.float32
+    assert beats_module.validate_beats(good).dtype == np.float32
     with pytest.raises(ValueError, match="one beat"):
-        data.validate_beats(np.zeros((config.WINDOW, 2)))
+        beats_module.validate_beats(np.zeros((config.WINDOW, 2)))
     with pytest.raises(ValueError, match="shape"):
-        data.validate_beats(np.zeros((3, 100, 2)))
+        beats_module.validate_beats(np.zeros((3, 100, 2)))
     bad = good.copy()
     bad[0, 0, 0] = np.nan
     with pytest.raises(ValueError, match="NaN"):
-        data.validate_beats(bad)
+        beats_module.validate_beats(bad)
     with pytest.raises(ValueError, match="leads-first"):
-        data.validate_beats(np.zeros((3, 2, config.WINDOW)))
+        beats_module.validate_beats(np.zeros((3, 2, config.WINDOW)))
     with pytest.raises(ValueError, match="no beats"):
-        data.validate_beats(np.zeros((0, config.WINDOW, 2)))
+        beats_module.validate_beats(np.zeros((0, config.WINDOW, 2)))
     with pytest.raises(ValueError, match="numeric"):
-        data.validate_beats([["a"]])
+        beats_module.validate_beats([["a"]])
 
 
 def test_wave_windows():

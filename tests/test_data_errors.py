@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from utils import config, data
+from utils.core import config
+from utils.data import mitdb as data
 
 MAKEFILE = config.ROOT / "Makefile"
 

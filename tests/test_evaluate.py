@@ -1,7 +1,7 @@
-"""Tests of utils.evaluate on tiny Keras models whose right answer is known.
+"""Tests of utils.assess.evaluate on tiny Keras models whose right answer is known.
 
 Where Quantus 0.6.0 can run a metric, its result pins ours (those tests skip when quantus is not
-installed: it is an optional test dependency, see the module docstring of utils.evaluate).
+installed: it is an optional test dependency, see the module docstring of utils.assess.evaluate).
 """
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from utils import config
-from utils import evaluate as ev
-from utils.explain import Explanation, score_model
-from utils.segments import segment_mask
+from utils.core import config
+from utils.assess import evaluate as ev
+from utils.core.explain import Explanation, score_model
+from utils.core.segments import segment_mask
 
 WINDOW, LEADS, N_SEG = config.WINDOW, 2, 16
 N_FEAT = LEADS * N_SEG

@@ -1,11 +1,11 @@
-"""Tests of the week-4 evaluation grid helpers (utils.course.evaluation_grid)."""
+"""Tests of the week-4 evaluation grid helpers (utils.studies.evaluation_grid)."""
 import numpy as np
 import pytest
 
-from utils import config
-from utils.course import evaluation_grid as grid
-from utils.explain import Explanation
-from utils.stored_frames import arrays_to_frames, frames_to_arrays
+from utils.core import config
+from utils.studies import evaluation_grid as grid
+from utils.core.explain import Explanation
+from utils.core.stored_frames import arrays_to_frames, frames_to_arrays
 
 WINDOWS = {c: {"P wave": (60, 90), "QRS": (100, 125), "ST-T": (125, 170)} for c in config.CLASSES}
 WINDOWS["/"] = {**WINDOWS["/"], "pacing spike": (104, 108)}
@@ -58,11 +58,11 @@ def test_saliency_is_a_cheap_method_of_every_model():
 
 
 def test_stored_frames_round_trip_through_cached(tmp_path):
-    """The grid's DataFrames survive utils.results.cached as plain arrays (no pickles):
+    """The grid's DataFrames survive utils.core.results.cached as plain arrays (no pickles):
     the second call reads the file and rebuilds equal frames (text columns, ints, NaN)."""
     import pandas as pd
 
-    from utils.results import cached
+    from utils.core.results import cached
 
     metrics = pd.DataFrame({"method": ["LIME", "random", "IG"],
                             "metric": ["deletion_road", "deletion_road", "ig_flagged"],

@@ -1,4 +1,4 @@
-"""Tests of utils.evaluation and utils.plotting."""
+"""Tests of utils.models.metrics and utils.plotting."""
 from __future__ import annotations
 
 import matplotlib
@@ -9,7 +9,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from utils import config, evaluation, plotting  # noqa: E402
+from utils import plotting
+from utils.core import config
+from utils.models import metrics as evaluation  # noqa: E402
 
 
 def test_evaluate_predictions():
@@ -52,3 +54,29 @@ def test_plots_draw():
     assert sum(ax.get_visible() for ax in fig.axes) == 3  # 2 classes + the shared colour bar
     plotting.plot_segment_importance(rng.random(32), rng.random(32))
     plt.close("all")
+
+
+def test_plots_take_an_explanation_as_shap_plots_do():
+    """An Explanation plots the same as its arrays: values for the maps, native segment values
+    (with PFI's spread) for the bar chart."""
+    from utils.core.explain import Explanation
+
+    rng = np.random.default_rng(3)
+    beat = rng.normal(size=(config.WINDOW, 2))
+    values = rng.normal(size=(4, config.WINDOW, 2))
+    exp = Explanation(values, [0, 1, 0, 3], "demo")
+    a = plotting.plot_relevance(beat, exp[1])
+    b = plotting.plot_relevance(beat, values[1])
+    assert a.figure.axes[-1].get_ylim() == b.figure.axes[-1].get_ylim()   # the colour bars
+    with pytest.raises(ValueError, match="exp\\[i\\]"):
+        plotting.plot_relevance(beat, exp)
+    figs = [plotting.plot_class_averages(values, r, np.array([0, 1, 0, 3])) for r in (exp, values)]
+    assert [ax.get_title() for ax in figs[0].axes] == [ax.get_title() for ax in figs[1].axes]
+    native = rng.normal(size=(1, 32))
+    pfi = Explanation(np.zeros((1, config.WINDOW, 2)), [0], "pfi", scope="global",
+                      native=native, unit="segments", extras={"std": np.full(32, 0.1)})
+    bars = plotting.plot_segment_importance(pfi)
+    heights = [p.get_height() for p in bars.patches]
+    np.testing.assert_allclose(sorted(heights), sorted(native[0]))
+    with pytest.raises(ValueError, match="no segment values"):
+        plotting.plot_segment_importance(exp)

@@ -1,14 +1,15 @@
-"""Tests of utils.evidence: split overlap, previous-R visibility, checked IG, time ramps."""
+"""Tests of utils.studies.evidence: split overlap, previous-R visibility, checked IG, time ramps."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from utils import config
-from utils.evidence import (centre_of_mass, checked_integrated_gradients, next_r_visible,
-                            overlap_summary, previous_r_table, previous_r_visible, time_ramp,
-                            window_overlap)
+from utils.core import config
+from utils.explainers.integrated_gradients import checked_integrated_gradients
+from utils.studies.evidence import (centre_of_mass, next_r_visible, overlap_summary,
+                                    previous_r_table, previous_r_visible, time_ramp,
+                                    window_overlap)
 
 
 def test_window_overlap_by_hand():
@@ -105,7 +106,7 @@ def test_checked_ig_linear_model_needs_no_recompute():
     exp = checked_integrated_gradients(model, X, 1, steps=(4, 16), tolerance=0.01)
     assert np.all(exp.extras["n_steps"] == 4) and not exp.extras["flagged"].any()
     assert np.abs(exp.delta).max() < 1e-4
-    assert exp.values.shape == X.shape and exp.method == "integrated_gradients"
+    assert exp.values.shape == X.shape and exp.method == "integrated_gradients_checked"
 
 
 def test_checked_ig_recomputes_then_flags():

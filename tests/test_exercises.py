@@ -4,6 +4,7 @@ from __future__ import annotations
 import nbformat
 import pytest
 
+from utils.core import config
 from utils.course import exercises, grading
 
 SOLUTION = """### BEGIN SOLUTION
@@ -136,17 +137,17 @@ def test_course_notebooks_follow_the_exercise_rules(path):
 def test_forbid_blocks_a_shortcut_in_its_module_and_in_the_notebook_namespace():
     import sys
 
-    from utils import relevance
+    from utils.assess import relevance
 
     main = sys.modules["__main__"]
     original = relevance.lead_share
-    main.lead_share = relevance.lead_share  # as after `from utils.relevance import lead_share`
+    main.lead_share = relevance.lead_share  # as after `from utils.assess.relevance import lead_share`
     try:
         def learner_function():
             return main.lead_share
 
-        with exercises.forbid("utils.relevance.lead_share"):
-            with pytest.raises(AssertionError, match="without utils.relevance.lead_share"):
+        with exercises.forbid("utils.assess.relevance.lead_share"):
+            with pytest.raises(AssertionError, match="without utils.assess.relevance.lead_share"):
                 relevance.lead_share(None, None)
             with pytest.raises(AssertionError):
                 learner_function()(None, None)

@@ -1,4 +1,4 @@
-"""Tests of utils.explain (the Explanation type and the shared pieces) and utils.perturb."""
+"""Tests of utils.core.explain (the Explanation type and the shared pieces) and utils.core.perturb."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,11 +7,12 @@ from hypothesis import given, settings, strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy.stats import spearmanr
 
-from utils import config, perturb
-from utils.segments import segment_mask
-from utils.explain import (Explanation, check_targets, class_scores, completeness_gap,
-                           predict_scores, rank_agreement, score_model, segment_sums,
-                           to_samples)
+from utils.core import config
+from utils.core import perturb
+from utils.core.segments import segment_mask
+from utils.core.explain import (Explanation, check_targets, class_scores, completeness_gap,
+                                predict_scores, rank_agreement, score_model, segment_sums,
+                                to_samples)
 
 
 # ------------------------------------------------------------------------ the result type

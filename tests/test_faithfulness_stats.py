@@ -1,4 +1,4 @@
-"""Tests of utils.faithfulness_stats: per-beat curves that match utils.evaluate, and the paired
+"""Tests of utils.assess.faithfulness_stats: per-beat curves that match utils.assess.evaluate, and the paired
 record-level test on data whose answer is known."""
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from utils import evaluate as ev
-from utils import faithfulness_stats as fs
-from utils.explain import Explanation
+from utils.assess import evaluate as ev
+from utils.assess import faithfulness_stats as fs
+from utils.core.explain import Explanation
 
 from test_evaluate import LEADS, WINDOW, linear_model, perfect
 

@@ -1,12 +1,13 @@
-"""Tests of utils.gradcam: one Grad-CAM for the CNN (conv_last) and the LSTM (lstm)."""
+"""Tests of utils.explainers.gradcam: one Grad-CAM for the CNN (conv_last) and the LSTM (lstm)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from utils import config
-from utils.explain import LOGITS_LAYER, predict_scores
-from utils.gradcam import feature_maps_and_gradients, grad_cam
+from utils.core import config
+from utils.core.config import LOGITS_LAYER
+from utils.core.explain import predict_scores
+from utils.explainers.gradcam import feature_maps_and_gradients, grad_cam
 
 
 def test_grad_cam_shape_nonnegative(fcn, beats):
@@ -18,7 +19,7 @@ def test_grad_cam_shape_nonnegative(fcn, beats):
 
 def test_grad_cam_equals_relu_cam_over_T_on_gap_network(fcn, beats):
     """On a GAP network alpha_k = w_kc / T, so Grad-CAM = ReLU(CAM) / T exactly."""
-    from utils.cam import class_activation_map
+    from utils.explainers.cam import class_activation_map
 
     targets = np.arange(len(beats))
     cam = class_activation_map(fcn, beats, targets).native

@@ -1,4 +1,4 @@
-"""Tests of utils.integrated_gradients: alibi IG, the batched TF version and the axioms."""
+"""Tests of utils.explainers.integrated_gradients: alibi IG, the batched TF version and the axioms."""
 from __future__ import annotations
 
 import dataclasses
@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from utils import config, perturb
-from utils.explain import class_scores, completeness_gap
-from utils.integrated_gradients import (batched_integrated_gradients, baselines_for,
-                                        completeness_error, fold_batchnorm,
-                                        integrated_gradients, quadrature)
+from utils.core import config
+from utils.core import perturb
+from utils.core.explain import class_scores, completeness_gap
+from utils.explainers.integrated_gradients import (batched_integrated_gradients, baselines_for,
+                                                   completeness_error, fold_batchnorm,
+                                                   integrated_gradients, quadrature)
 
 
 @pytest.mark.parametrize("method", ["gausslegendre", "riemann_trapezoid"])
@@ -44,14 +45,14 @@ def test_delta_is_the_completeness_gap(fcn, beats):
     exp = batched_integrated_gradients(fcn, beats, 1, n_steps=64)
     change = class_scores(fcn, beats, 1) - class_scores(fcn, np.zeros_like(beats), 1)
     np.testing.assert_allclose(exp.delta, exp.total() - change, atol=1e-5)
-    np.testing.assert_allclose(exp.extras["score_change"], change, atol=1e-5)
+    np.testing.assert_allclose(exp.score_change, change, atol=1e-5)
     assert completeness_error(exp).max() < 0.01
     doubled = dataclasses.replace(exp, delta=completeness_gap(2 * exp.values, change))
     assert completeness_error(doubled).min() > 0.5       # wrong attributions are detected
-    from utils.cam import class_activation_map
+    from utils.explainers.gradcam import grad_cam
 
     with pytest.raises(ValueError, match="no completeness gap"):
-        completeness_error(class_activation_map(fcn, beats, 1))
+        completeness_error(grad_cam(fcn, beats, 1))
 
 
 def test_attribution_zero_where_input_equals_baseline(lstm, beats):
@@ -124,8 +125,8 @@ def test_quadrature_integrates_linear_functions_exactly(n, method):
 
 
 def test_saturating_model_breaks_gradients_not_ig():
-    from utils.gradcam import grad_cam
-    from utils.integrated_gradients import saturating_model
+    from utils.explainers.gradcam import grad_cam
+    from utils.explainers.integrated_gradients import saturating_model
 
     model = saturating_model(gain=4.0)
     x = np.zeros((2, config.WINDOW, 2), np.float32)

@@ -1,4 +1,4 @@
-"""Tests of utils.lime_shap on a tiny linear Keras model whose explanations are known exactly.
+"""Tests of utils.explainers.lime_shap on a tiny linear Keras model whose explanations are known exactly.
 
 For ``logits = W . vec(x) + b`` and segments switched off to a replacement ``r``, the logit of
 class c is additive over segments: ``f(z) = f(r) + sum_k z_k * phi_k`` with
@@ -11,12 +11,14 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from utils import config
-from utils.explain import LOGITS_LAYER, completeness_gap, predict_scores
-from utils.lime_shap import (SegmentModel, gradient_shap, kernel_shap_segments, lime_kernel,
-                             lime_perturbations, lime_segments, pick_per_class, top_features)
-from utils.perturb import baseline
-from utils.segments import segment_mask
+from utils.core import config
+from utils.core.config import LOGITS_LAYER
+from utils.core.explain import completeness_gap, predict_scores
+from utils.explainers.lime_shap import (SegmentModel, gradient_shap, kernel_shap_segments,
+                                        lime_kernel, lime_perturbations, lime_segments,
+                                        pick_per_class, top_features)
+from utils.core.perturb import baseline
+from utils.core.segments import segment_mask
 
 pytestmark = pytest.mark.filterwarnings("ignore:The structure of `inputs`:UserWarning")
 
@@ -84,11 +86,11 @@ def test_lime_recovers_linear_logits(linear_model, beats):
     np.testing.assert_allclose(res.total(), res.native.sum(axis=1))   # sums preserved
     for i, c in enumerate([0, 3, 7]):
         phi = exact_contributions(linear_model, beats[i], 0.0, c)
-        assert res.extras["score"][i] > 0.99, res.extras["score"]
+        assert res.extras["r2"][i] > 0.99, res.extras["r2"]
         # Ridge(alpha=1) shrinks the coefficients a little; the ranking must be (almost) exact.
         assert np.corrcoef(res.native[i], phi)[0, 1] > 0.99
         np.testing.assert_allclose(res.native[i], phi, atol=0.1 * np.abs(phi).max())
-    np.testing.assert_allclose(res.extras["local_pred"], res.extras["prediction"], atol=0.1)
+    np.testing.assert_allclose(res.extras["local_pred"], res.score, atol=0.1)
 
 
 def test_lime_is_deterministic(linear_model, beats):
@@ -123,13 +125,13 @@ def test_kernel_shap_additivity_on_probabilities(linear_model, beats):
     assert res.max_delta() < 1e-6
     # E[f(background)] is the model output of the replacement beat (all segments off).
     repl = baseline(beats[:1], "noise", seed=config.SEED)
-    np.testing.assert_allclose(res.extras["expected"][0],
+    np.testing.assert_allclose(res.reference[0],
                                linear_model.predict(repl, verbose=0)[0, 0], rtol=1e-5)
 
 
 def test_additivity_gap_detects_violation(linear_model, beats):
     res = kernel_shap_segments(linear_model, beats[:1], 0, n_samples=60, n_segments=N_SEG)
-    change = res.extras["prediction"] - res.extras["expected"]
+    change = res.score - res.reference
     np.testing.assert_allclose(completeness_gap(res.native + 0.01, change) - res.delta,
                                [0.01 * M], rtol=1e-6)
 
@@ -154,8 +156,8 @@ def test_gradient_shap_is_seeded(linear_model, beats):
     # E[f(background)] is the mean logit of the background beats.
     w, bias = linear_model.get_layer(LOGITS_LAYER).get_weights()
     logits = background.reshape(len(background), -1) @ w + bias
-    np.testing.assert_allclose(a.extras["expected"], logits[:, 1].mean(), rtol=1e-4)
-    np.testing.assert_allclose(a.extras["prediction"], predict_scores(linear_model, beats[:1])[:, 1],
+    np.testing.assert_allclose(a.reference, logits[:, 1].mean(), rtol=1e-4)
+    np.testing.assert_allclose(a.score, predict_scores(linear_model, beats[:1])[:, 1],
                                rtol=1e-5)
 
 

@@ -1,11 +1,12 @@
-"""Tests of utils.lrp: the LRP rules on networks whose answer is known."""
+"""Tests of utils.explainers.lrp: the LRP rules on networks whose answer is known."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from utils.lrp import RULES, _linear_relevance, _Step, gradient_x_input, invariance_example, lrp
+from utils.explainers.lrp import RULES, _linear_relevance, _Step, invariance_example, lrp
+from utils.explainers.saliency import gradient_x_input
 
 
 def _zero_biases(model) -> None:
@@ -40,7 +41,7 @@ def _random_bn(model, seed: int = 1) -> None:
 def fcn():
     import keras
 
-    from utils.models import build_fcn
+    from utils.models.networks import build_fcn
 
     keras.utils.set_random_seed(0)
     model = build_fcn(filters=(4, 4, 8), kernels=(5, 5, 5), dilations=(1, 2, 4),
@@ -53,7 +54,7 @@ def fcn():
 def fcn_no_bias():
     import keras
 
-    from utils.models import build_fcn
+    from utils.models.networks import build_fcn
 
     keras.utils.set_random_seed(1)
     model = build_fcn(filters=(4, 4, 8), kernels=(5, 5, 5), dilations=(1, 2, 4),
@@ -103,7 +104,7 @@ def beats():
 
 
 def _logits(model, X):
-    from utils.explain import predict_scores
+    from utils.core.explain import predict_scores
 
     return predict_scores(model, X)
 
@@ -111,7 +112,7 @@ def _logits(model, X):
 def test_forward_of_the_folded_graph_matches_the_model(fcn, beats):
     e = lrp(fcn, beats, [0, 1, 2, 3, 4], rule="zero")
     expected = _logits(fcn, beats)[np.arange(5), [0, 1, 2, 3, 4]]
-    np.testing.assert_allclose(e.extras["score"], expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(e.score, expected, rtol=1e-4, atol=1e-5)
     assert e.values.shape == beats.shape and e.method == "lrp_zero"
 
 
@@ -119,8 +120,8 @@ def test_forward_of_the_folded_graph_matches_the_model(fcn, beats):
 def test_exact_conservation_without_biases(fcn_no_bias, beats, rule):
     """No bias and no epsilon: nothing absorbs relevance, so sum(R) = logit exactly."""
     e = lrp(fcn_no_bias, beats, 2, rule=rule, gamma=0.5)
-    assert np.abs(e.extras["score"]).min() > 1e-3   # a non-trivial logit is explained
-    np.testing.assert_allclose(e.delta, 0.0, atol=1e-9 * np.abs(e.extras["score"]).max())
+    assert np.abs(e.score).min() > 1e-3   # a non-trivial logit is explained
+    np.testing.assert_allclose(e.delta, 0.0, atol=1e-9 * np.abs(e.score).max())
 
 
 def test_epsilon_absorbs_relevance_and_more_with_larger_epsilon(fcn_no_bias, beats):
@@ -192,7 +193,7 @@ def test_tiny_network_by_hand(rule, options, expected):
     model = _hand_net()
     X = np.array([[[2.0], [-1.0]], [[1.0], [-4.0]]], np.float32)   # beat 2: dead ReLU
     e = lrp(model, X, 0, rule=rule, **options)
-    np.testing.assert_allclose(e.extras["score"], [4.0, 1.0], atol=1e-6)
+    np.testing.assert_allclose(e.score, [4.0, 1.0], atol=1e-6)
     np.testing.assert_allclose(e.values[0, :, 0], expected, atol=1e-6)
     np.testing.assert_allclose(e.values[1], 0.0, atol=1e-12)       # nothing passes a dead unit
     np.testing.assert_allclose(e.delta, [sum(expected) - 4.0, -1.0], atol=1e-6)
@@ -206,7 +207,7 @@ def test_layer_conservation_identity(seed, rule, kind):
     epsilon absorb), for signed inputs and weights."""
     import tensorflow as tf
 
-    from utils.lrp import _conv_fn, _dense_fn
+    from utils.explainers.lrp import _conv_fn, _dense_fn
 
     rng = np.random.default_rng(seed)
     eps, gamma = {"zero": (0.0, 0.0), "epsilon": (0.3, 0.0), "gamma": (0.0, 0.7)}[rule]
@@ -235,8 +236,8 @@ def test_layer_conservation_identity(seed, rule, kind):
 
 @pytest.mark.parametrize("rule", RULES)
 def test_folding_is_the_shared_rule(fcn, beats, rule):
-    """LRP of the BN network equals LRP of utils.integrated_gradients.fold_batchnorm(network)."""
-    from utils.integrated_gradients import fold_batchnorm
+    """LRP of the BN network equals LRP of utils.explainers.integrated_gradients.fold_batchnorm(network)."""
+    from utils.explainers.integrated_gradients import fold_batchnorm
 
     a = lrp(fcn, beats, 3, rule=rule).values
     b = lrp(fold_batchnorm(fcn), beats, 3, rule=rule).values
@@ -263,9 +264,9 @@ def test_multimodal_conservation_and_gradient_x_input():
     assert [r.shape for r in e.extras["inputs"]] == [(4, 32, 2), (4, 3)]
     np.testing.assert_allclose(e.values, e.extras["inputs"][0])
     # exact up to the float32 mean of the Normalization layer (~1e-8 instead of 0)
-    np.testing.assert_allclose(e.delta, 0.0, atol=1e-6 * np.abs(e.extras["score"]).max())
-    assert np.abs(e.extras["score"]).max() > 1e-2
-    from utils.explain import score_model
+    np.testing.assert_allclose(e.delta, 0.0, atol=1e-6 * np.abs(e.score).max())
+    assert np.abs(e.score).max() > 1e-2
+    from utils.core.explain import score_model
 
     xm, xr = tf.constant(Xm), tf.constant(Xr)
     with tf.GradientTape() as tape:
@@ -283,9 +284,9 @@ def test_multimodal_with_biases_matches_the_model():
     X = [rng.normal(size=(3, 32, 2)).astype(np.float32), rng.normal(size=(3, 3)).astype(np.float32)]
     for rule in RULES:
         e = lrp(model, X, 1, rule=rule)
-        np.testing.assert_allclose(e.extras["score"], _logits(model, X)[:, 1], atol=1e-4)
+        np.testing.assert_allclose(e.score, _logits(model, X)[:, 1], atol=1e-4)
         total = sum(r.reshape(3, -1).sum(axis=1) for r in e.extras["inputs"])
-        np.testing.assert_allclose(e.delta, total - e.extras["score"], atol=1e-9)
+        np.testing.assert_allclose(e.delta, total - e.score, atol=1e-9)
 
 
 def test_reads_the_current_weights(beats):
@@ -293,7 +294,7 @@ def test_reads_the_current_weights(beats):
     randomisation sanity check depends on this)."""
     import keras
 
-    from utils.models import build_fcn
+    from utils.models.networks import build_fcn
 
     keras.utils.set_random_seed(4)
     model = build_fcn(filters=(4, 4, 8), kernels=(5, 5, 5), dilations=(1, 2, 4),
@@ -308,7 +309,7 @@ def test_reads_the_current_weights(beats):
 def test_rejects_what_it_cannot_explain(fcn, beats):
     import keras
 
-    from utils.models import build_lstm
+    from utils.models.networks import build_lstm
 
     with pytest.raises(ValueError, match="logits"):
         lrp(fcn, beats, 0, output="probs")

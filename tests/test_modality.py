@@ -1,4 +1,4 @@
-"""Tests of utils.modality: modality shares, Kendall's W and the fold summaries."""
+"""Tests of utils.assess.modality: modality shares, Kendall's W and the fold summaries."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from utils.explain import Explanation
-from utils.modality import (MODALITIES, class_shares, fold_concordance, fold_spread, kendalls_w,
-                            modality_shares)
+from utils.core.explain import Explanation
+from utils.assess.modality import (MODALITIES, class_shares, fold_concordance, fold_spread,
+                                   kendalls_w, modality_shares)
 
 
 def test_identical_rankings_give_one():

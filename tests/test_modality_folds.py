@@ -1,4 +1,4 @@
-"""Tests of utils.modality_folds and the fold models of utils.multimodal (issue 15): the
+"""Tests of utils.studies.modality_folds and the fold models of utils.models.multimodal (issue 15): the
 patient-wise folds, the standardised-rhythm copy, multi-input IG, modality PFI, the exact
 permutation p-value of Kendall's W, the fold analysis and the clinical table/figure on toy
 models and tables (nothing is retrained here except one tiny toy fold)."""
@@ -11,10 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from utils import aami, config, multimodal as mm
-from utils import modality_folds as mf
-from utils.modality import MODALITIES
-from utils.rhythm import RR_FEATURES
+from utils.data import aami
+from utils.core import config
+from utils.models import multimodal as mm
+from utils.studies import modality_folds as mf
+from utils.assess.modality import MODALITIES
+from utils.data.rhythm import RR_FEATURES
 
 TINY = {"filters": (2, 2, 2), "rhythm_units": 3, "hidden": 4}
 
@@ -70,9 +72,10 @@ def test_cv_folds_stratify_rare_classes():
 
 
 def test_fold_models_are_registered():
-    from utils import training
+    from utils.models import training
+    from utils.models import catalog
 
-    assert set(mm.FOLDS) <= set(training.all_names())
+    assert set(mm.FOLDS) <= set(catalog.all_names())
     assert all(mm.SPECS[n] == mm.FOLD_SPEC for n in mm.FOLDS)
     assert len(mm.FOLDS) == mm.FOLD_K >= 5
 
@@ -109,7 +112,7 @@ def test_train_fold_on_toy_records(tmp_path, monkeypatch):
 @pytest.mark.parametrize("name", sorted(mm.FOLDS))
 def test_committed_fold_models(name):
     """The committed fold weights match their hash; the test parts partition the records."""
-    from utils import training
+    from utils.models import training
 
     cfg = training.read_config(name)
     training.verify_weights(name, cfg)
@@ -134,7 +137,7 @@ def test_fold_metrics_of_committed_models():
 
 # ------------------------------------------------------------------- model and explainers
 def test_standardised_model_is_the_same_function():
-    from utils.explain import predict_scores
+    from utils.core.explain import predict_scores
 
     model = _tiny_model()
     beats = _toy_beats(n_per=4)
@@ -177,7 +180,7 @@ def test_multi_input_ig_is_exact_on_a_linear_model_and_complete():
     # a ReLU network: completeness holds up to the quadrature error
     model = mf.standardised_model(_tiny_model())
     exp = mf.integrated_gradients_multi(model, [X, r], t, n_steps=64)
-    assert np.abs(exp.delta).max() < 0.05 * max(1.0, np.abs(exp.extras["score_change"]).max())
+    assert np.abs(exp.delta).max() < 0.05 * max(1.0, np.abs(exp.score_change).max())
 
 
 def test_a_disconnected_modality_gets_no_relevance():
@@ -206,7 +209,7 @@ def test_permutation_p_of_kendalls_w():
     assert mf.kendalls_w_permutation_p(0.0, 5, 3) == pytest.approx(1.0)
     assert mf.kendalls_w_permutation_p(1.0, 5, 3) == pytest.approx(6 / 6 ** 5)
     # Monte-Carlo branch (too many rankings to enumerate) agrees with the chi-square roughly
-    from utils.modality import kendalls_w
+    from utils.assess.modality import kendalls_w
 
     r = np.random.default_rng(0).normal(size=(6, 6))
     k = kendalls_w(r)
@@ -289,7 +292,7 @@ def test_record_shares_clinical_tests_and_figure(toy_folds):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from utils.clinical import MEDICATION_CLASSES
+    from utils.data.clinical import MEDICATION_CLASSES
     from utils.plotting import DIVERGING_CMAP, MIN_FONT_SIZE, use_course_style
 
     beats, models = toy_folds

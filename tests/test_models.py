@@ -1,11 +1,12 @@
-"""Tests of utils.models: shapes, layer names the explainers rely on, attention, autoencoder."""
+"""Tests of utils.models.networks: shapes, layer names the explainers rely on, attention, autoencoder."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from utils import config, models
-from utils.explain import predict_scores
+from utils.core import config
+from utils.models import networks as models
+from utils.core.explain import predict_scores
 
 X = np.random.default_rng(0).normal(size=(4, config.WINDOW, 2)).astype(np.float32)
 

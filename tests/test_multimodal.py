@@ -1,4 +1,4 @@
-"""Tests of utils.multimodal: the builder's variants and contract, normalisation, inputs,
+"""Tests of utils.models.multimodal: the builder's variants and contract, normalisation, inputs,
 patient-wise training on given records and the save/load round trip (tiny models)."""
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from utils import aami, config, multimodal as mm
-from utils.rhythm import RR_FEATURES
+from utils.data import aami
+from utils.core import config
+from utils.models import multimodal as mm
+from utils.data.rhythm import RR_FEATURES
 
 TINY = {"filters": (2, 2, 2), "rhythm_units": 3, "hidden": 4}
 
@@ -23,7 +25,8 @@ def test_variants_inputs_and_logits():
     # the same CNN branch as the course's FCN (shared code, same layer names)
     assert both.get_layer("conv_last_conv").get_config()["dilation_rate"] == (16,)
     morph = mm.build_multimodal(("beat",), **TINY)
-    assert len(morph.inputs) == 1 and morph.get_layer("conv_last") is not None
+    assert [t.name.split(":")[0] for t in morph.inputs] == ["beat"]
+    assert "conv_last" in {layer.name for layer in morph.layers}
     with pytest.raises(ValueError):
         morph.get_layer("rhythm_dense")
     rhythm = mm.build_multimodal(("rhythm",), **TINY)
@@ -38,7 +41,7 @@ def test_variants_inputs_and_logits():
 
 
 def test_probs_softmax_of_logits_and_explain_contract():
-    from utils.explain import predict_scores
+    from utils.core.explain import predict_scores
 
     model = mm.build_multimodal(**TINY)
     rng = np.random.default_rng(0)
@@ -116,13 +119,15 @@ def test_validation_records_come_from_training_records():
 
 
 def test_registered_in_training():
-    from utils import training
+    from utils.models import training
+    from utils.models import catalog
 
-    names = training.all_names()
+    names = catalog.all_names()
     assert {"multimodal_ds1", "morphology_ds1", "rhythm_ds1"} <= set(names)
     assert set(training.MODEL_SPECS) <= set(names)
-    model = training.build("rhythm_ds1")
-    assert model.get_layer("logits") is not None
+    model = catalog.build("rhythm_ds1")
+    assert [t.name.split(":")[0] for t in model.inputs] == ["rhythm"]
+    assert model.get_layer("logits").units == len(mm.OUTPUT_CLASSES)
 
 
 def test_patient_folds_partition_records():
@@ -157,5 +162,8 @@ def test_train_named_scores_ds2_once_and_saves(monkeypatch, tmp_path):
     assert 0 <= test["accuracy"] <= 1 and sum(map(sum, test["confusion"])) == 80
     lo, hi = test["bootstrap_95"]["accuracy"]
     assert lo <= test["accuracy"] <= hi or lo == hi
-    model = mm.load_named("tiny_mm")
-    assert model.get_layer("logits") is not None
+    model = mm.load_named("tiny_mm")   # the saved weights, checked against the saved config
+    assert model.get_layer("logits").units == len(mm.OUTPUT_CLASSES)
+    again = mm.load_named("tiny_mm")
+    for a, b in zip(model.get_weights(), again.get_weights()):
+        np.testing.assert_array_equal(a, b)

@@ -1,4 +1,4 @@
-"""Tests of utils.patient_template on toy beats whose right answer is known."""
+"""Tests of utils.models.patient_template on toy beats whose right answer is known."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from utils import patient_template as pt
-from utils.rhythm import RR_FEATURES
+from utils.models import patient_template as pt
+from utils.data.rhythm import RR_FEATURES
 
 RNG = np.random.default_rng(0)
 
@@ -134,7 +134,7 @@ def test_cross_validate_uses_other_records_only():
 
 
 def test_feature_matrix_blocks():
-    from utils.aami import AamiBeats
+    from utils.data.aami import AamiBeats
 
     n = 6
     beats = AamiBeats(X=RNG.normal(size=(n, 256, 2)).astype(np.float32),
@@ -172,7 +172,7 @@ def test_rr_irregularity_regular_vs_irregular():
 def test_fit_benchmark_toy_records():
     """Premature beats (short pre_rr, long post_rr) with an odd P region: learned on records
     a/b, found in record c; overlapping record lists are refused."""
-    from utils.aami import AamiBeats
+    from utils.data.aami import AamiBeats
 
     rng = np.random.default_rng(0)
     parts = []

@@ -1,4 +1,4 @@
-"""Tests of utils.pfi: permutation feature importance on beat segments and leads."""
+"""Tests of utils.explainers.pfi: permutation feature importance on beat segments and leads."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,12 +6,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from utils import config, pfi
-from utils.explain import Explanation
-from utils.perturb import fill
-from utils.pfi import (alibi_permutation_importance, class_relevance, flat_column_groups,
-                       label_predictor, lead_groups, permutation_importance, scores,
-                       segment_groups)
+from utils.core import config
+from utils.explainers import pfi
+from utils.core.explain import Explanation
+from utils.core.perturb import fill
+from utils.explainers.pfi import (alibi_permutation_importance, class_relevance,
+                                  flat_column_groups, label_predictor, lead_groups,
+                                  permutation_importance, scores, segment_groups)
 
 W, L = config.WINDOW, 2
 

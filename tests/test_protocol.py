@@ -1,15 +1,16 @@
-"""Tests of the DS1 selection protocol (utils.protocol, utils.protocol_model) on toy data with
+"""Tests of the DS1 selection protocol (utils.models.protocol, utils.models.protocol_model) on toy data with
 known answers, and of the fold property on the real DS1 annotation counts."""
 from __future__ import annotations
 
+import importlib
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from utils import config
-from utils import protocol as P
-from utils import protocol_model as PM
+from utils.core import config
+from utils.models import protocol as P
+from utils.models import protocol_model as PM
 
 
 def _labels(counts: dict[str, tuple[int, int, int]]):
@@ -51,7 +52,7 @@ def test_check_folds_rejects_a_fold_with_one_sveb_record():
 
 
 def test_real_ds1_folds_hold_sveb_of_several_records(mitdb_dir):
-    from utils.aami import DS1, load_aami_beats
+    from utils.data.aami import DS1, load_aami_beats
 
     ds1 = load_aami_beats().of_records(DS1)
     folds = P.ds1_folds(ds1.y, ds1.record, DS1)
@@ -203,7 +204,7 @@ def test_weights_round_trip(tmp_path, beats, candidate):
 def test_feature_names_match_the_sets():
     assert len(PM.feature_names("rr")) == 17
     assert len(PM.feature_names("rrt")) == 33
-    assert PM.feature_names("rrt")[:9] == list(__import__("utils.rhythm").rhythm.RR_FEATURES)
+    assert PM.feature_names("rrt")[:9] == list(importlib.import_module("utils.data.rhythm").RR_FEATURES)
 
 
 def test_per_record_sveb_sorted_and_only_records_with_sveb():
@@ -216,7 +217,7 @@ def test_per_record_sveb_sorted_and_only_records_with_sveb():
 
 
 def test_aami_ds2_entry_has_the_fields_the_issue_asks_for():
-    from utils.aami import bootstrap, score
+    from utils.data.aami import bootstrap, score
 
     y = np.array([0, 0, 1, 1, 2, 2, 0, 1])
     pred = np.array([0, 1, 1, 0, 2, 2, 0, 1])
@@ -231,11 +232,11 @@ def test_aami_ds2_entry_has_the_fields_the_issue_asks_for():
     assert config.SEED == 42
 
 
-# ------------------------------------------------------------------ record 232 (utils.record232)
+# ------------------------------------------------------------------ record 232 (utils.studies.record232)
 def test_swap_intervention_follows_the_input_the_toy_decides_on():
     """A toy 'model' that decides on the rhythm only: swapping rhythm moves every decision,
     swapping the beat none."""
-    from utils import record232 as R
+    from utils.studies import record232 as R
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(10, 8, 2))
@@ -255,7 +256,7 @@ def test_swap_intervention_follows_the_input_the_toy_decides_on():
 
 
 def test_groups_and_rr_profile():
-    from utils import record232 as R
+    from utils.studies import record232 as R
 
     y = np.array([0, 1, 1, 1, 0])
     pred = np.array([0, 1, 0, 2, 0])
@@ -285,7 +286,7 @@ def test_goal_table_says_which_of_point_and_interval_meets_the_goal():
 def test_committed_final_model_reproduces_its_ds2_scores_on_record_232(mitdb_dir):
     """The committed weights (SHA-256 checked on load) give the confusion matrix of record 232
     that config.json implies (all DS2 minus DS2 without 232), from the beats alone."""
-    from utils.aami import confusion, load_aami_beats
+    from utils.data.aami import confusion, load_aami_beats
 
     cfg = PM.read_final_config()
     assert cfg["spec"] == PM.spec_of({"candidate": cfg["spec"]["candidate"],
@@ -301,7 +302,7 @@ def test_committed_final_model_reproduces_its_ds2_scores_on_record_232(mitdb_dir
 def test_rescore_from_the_weights_alone_matches_config(mitdb_dir):
     """The whole DS2 scored again from the committed weights (about 30 s): the figures of
     config.json follow from the weights and the beats."""
-    from utils.protocol_rescore import rescore
+    from utils.models.protocol_rescore import rescore
 
     fresh = rescore()
     stored = PM.read_final_config()["aami_ds2"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from utils.config import ROOT
+from utils.core.config import ROOT
 
 README = ROOT / "README.md"
 #: Issue 28: "README at most about 1,200 words"; this is the hard limit.

@@ -44,8 +44,8 @@ def test_release_has_what_a_learner_needs(built):
     assert [p.relative_to(folder / "notebooks") for p in built.notebooks] == \
         [layout.learner_path(p) for p in NOTEBOOKS]
     for name in ("Makefile", "README.md", "requirements.txt", "pyproject.toml",
-                 "utils/config.py", "utils/course/exercises.py", "utils/course/learner.py",
-                 "utils/course/kernel.py", "utils/course/evaluation_grid.py",
+                 "utils/core/config.py", "utils/course/exercises.py", "utils/course/learner.py",
+                 "utils/course/kernel.py", "utils/studies/evaluation_grid.py",
                  "utils/course/selfcheck.py", "utils/course/selfcheck_keys.json",
                  "tests/test_setup.py"):
         assert (folder / name).is_file(), name

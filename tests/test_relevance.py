@@ -1,4 +1,4 @@
-"""Tests of utils.relevance: local-to-global aggregation of relevance maps."""
+"""Tests of utils.assess.relevance: local-to-global aggregation of relevance maps."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from hypothesis.extra.numpy import arrays
 
-from utils import config
-from utils.relevance import (class_means, lead_share, normalise_per_beat, region_share,
-                             relevance_vs_probability, summarise_relevance_probability)
+from utils.core import config
+from utils.assess.relevance import (class_means, lead_share, normalise_per_beat, region_share,
+                                    relevance_vs_probability, summarise_relevance_probability)
 
 
 @settings(max_examples=30, deadline=None)
@@ -102,7 +102,7 @@ def test_bad_maps_and_labels_are_rejected():
 
 
 def test_explanations_are_accepted():
-    from utils.explain import Explanation
+    from utils.core.explain import Explanation
 
     v = np.random.default_rng(0).normal(size=(4, config.WINDOW, 2))
     exp = Explanation(v, [0, 1, 0, 1], "toy")

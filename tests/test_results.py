@@ -1,12 +1,16 @@
-"""Tests of utils/results.py: stored results keyed on inputs, models, code and settings."""
+"""Tests of utils/core/results.py: stored results keyed on inputs, models, code and settings."""
 from __future__ import annotations
+
+import importlib
+import inspect
+import sys
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from utils import results
+from utils.core import results
 
 
 class Counter:
@@ -74,15 +78,100 @@ def test_model_weights_are_part_of_the_key(tmp_path, fcn):
     assert results.result_key(models=[fcn]) == key
 
 
-def test_code_is_part_of_the_key(tmp_path, monkeypatch):
-    import utils.waves as waves
+TOY_EXPLAINER = """
+import numpy as np
 
-    source = tmp_path / "fake.py"
-    source.write_text("x = 1\n")
-    monkeypatch.setattr(results.inspect, "getsourcefile", lambda mod: str(source))
-    key = results.result_key(code=[waves])
-    source.write_text("x = 2\n")
-    assert results.result_key(code=[waves]) != key
+SCALE = 2.0
+
+
+def explain(x):
+    \"\"\"A toy explainer.\"\"\"
+    return x * SCALE  # relevance
+
+
+def plot_explanation(x):
+    return None
+"""
+
+TOY_STUDY = """
+from toy_course import explainer
+from toy_course.explainer import explain
+
+
+def compute(x):
+    return {"relevance": explain(x)}
+"""
+
+
+def _toy_package(tmp_path, monkeypatch, explainer_source):
+    """A package ``toy_course`` with an explainer module and a study that calls it; returns the
+    study's compute function, freshly imported."""
+    pkg = tmp_path / "toy_course"
+    pkg.mkdir(exist_ok=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "explainer.py").write_text(explainer_source)
+    (pkg / "study.py").write_text(TOY_STUDY)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in [m for m in sys.modules if m.startswith("toy_course")]:
+        del sys.modules[name]
+    importlib.invalidate_caches()
+    return importlib.import_module("toy_course.study").compute
+
+
+def _toy_digest(tmp_path, monkeypatch, source):
+    return results.code_digest(_toy_package(tmp_path, monkeypatch, source),
+                               packages=("toy_course",))
+
+
+def test_key_follows_the_code_the_computation_reaches(tmp_path, monkeypatch):
+    """Editing the explainer a computation calls (its code or a setting it reads) changes the
+    key; editing a plot function, a comment or a docstring of the same module does not."""
+    key = _toy_digest(tmp_path, monkeypatch, TOY_EXPLAINER)
+    sources, _ = results.code_reached(_toy_package(tmp_path, monkeypatch, TOY_EXPLAINER),
+                                      packages=("toy_course",))
+    assert "toy_course.explainer.explain" in sources
+    assert "toy_course.explainer.plot_explanation" not in sources
+    same = [TOY_EXPLAINER.replace("return None", "return x.sum()"),           # a plot
+            TOY_EXPLAINER.replace("# relevance", "# relevance map"),            # a comment
+            TOY_EXPLAINER.replace("A toy explainer.", "A toy explainer (doc).")]  # a docstring
+    for source in same:
+        assert _toy_digest(tmp_path, monkeypatch, source) == key
+    changed = [TOY_EXPLAINER.replace("x * SCALE", "x * SCALE + 1"),             # its code
+               TOY_EXPLAINER.replace("SCALE = 2.0", "SCALE = 3.0")]             # its setting
+    for source in changed:
+        assert _toy_digest(tmp_path, monkeypatch, source) != key
+
+
+def test_the_grid_key_ignores_plots_and_follows_the_explainers(monkeypatch):
+    """Week 4's method x metric grid: the code its key covers holds every explainer the grid
+    runs and no plot; editing a plot function of an explainer module keeps the key, editing
+    the explainer changes it."""
+    from utils.explainers import attention, gradcam
+    from utils.studies import evaluation_grid
+
+    root = evaluation_grid.grid_model
+    sources, _ = results.code_reached(root)
+    reached = set(sources)
+    assert {"utils.explainers.gradcam.grad_cam", "utils.explainers.attention.attention_readout",
+            "utils.explainers.lime_shap.kernel_shap_segments",
+            "utils.assess.evaluate.faithfulness"} <= reached
+    assert not any(name.startswith("utils.plotting") for name in reached)
+    plots = [f"utils.explainers.attention.{n}" for n in dir(attention) if n.startswith("plot")]
+    assert plots and not reached & set(plots)
+
+    key = results.code_digest(root)
+    real = results.normalised_source
+
+    def edited(target):
+        def source(obj):
+            text = real(obj)
+            return text + "\n# edited" if obj is target else text
+        return source
+
+    monkeypatch.setattr(results, "normalised_source", edited(getattr(attention, plots[0].rpartition(".")[2])))
+    assert results.code_digest(root) == key
+    monkeypatch.setattr(results, "normalised_source", edited(inspect.unwrap(gradcam.grad_cam)))
+    assert results.code_digest(root) != key
 
 
 def test_rejects_objects_and_bad_names(tmp_path):
@@ -169,7 +258,7 @@ def test_committed_results_carry_a_valid_checksum():
 
 
 def test_seal_adds_missing_checksums_and_never_rewrites_a_wrong_one(tmp_path):
-    from utils import seal
+    from utils.course import seal
 
     np.savez_compressed(tmp_path / "old-0123456789abcdef.npz", maps=np.arange(3.0))
     results.write_verified(tmp_path / "ok-0123456789abcdef.npz", {"maps": np.ones(2)})

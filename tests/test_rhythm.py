@@ -1,10 +1,10 @@
-"""Tests of utils.rhythm on a hand-made annotation list (fs = 100 Hz)."""
+"""Tests of utils.data.rhythm on a hand-made annotation list (fs = 100 Hz)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from utils import rhythm
+from utils.data import rhythm
 
 # beats at 0, 1, 2, 2.6 (premature), 4, 5 s; '+' is a rhythm annotation (not a beat),
 # 'j' and 'Q' are beats outside the 8 course classes and must count as beats
@@ -62,7 +62,7 @@ def test_features_at_and_errors():
 
 
 def test_matches_beatdata_rr_fields(mitdb_beats, mitdb_dir):
-    from utils.data import decimate_record, load_record
+    from utils.data.mitdb import decimate_record, load_record
 
     rec = decimate_record(load_record("100", mitdb_dir))
     sub = mitdb_beats.subset(np.flatnonzero(mitdb_beats.record == "100"))

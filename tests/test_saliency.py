@@ -1,4 +1,4 @@
-"""Tests of utils/saliency.py on toy models whose gradient is known."""
+"""Tests of utils/explainers/saliency.py on toy models whose gradient is known."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,8 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from utils.explain import Explanation, LOGITS_LAYER
-from utils.saliency import gradient_x_input, input_gradients, saliency
+from utils.core.explain import Explanation
+from utils.core.config import LOGITS_LAYER
+from utils.explainers.saliency import gradient_x_input, input_gradients, saliency
 
 
 def _weights(linear_model, target):

@@ -1,15 +1,15 @@
-"""Tests of utils.sampling: record-stratified samples and the bootstrap over records."""
+"""Tests of utils.data.sampling: record-stratified samples and the bootstrap over records."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from utils import config
-from utils.sampling import (bootstrap_over_records, class_bootstrap_table,
-                            examples_from_distinct_records, first_k_per_class, format_report,
-                            per_record_spread, sample_by_record, sample_misclassified,
-                            sample_report, stability_curve)
+from utils.core import config
+from utils.data.sampling import (bootstrap_over_records, class_bootstrap_table,
+                                 examples_from_distinct_records, first_k_per_class, format_report,
+                                 per_record_spread, sample_by_record, sample_misclassified,
+                                 sample_report, stability_curve)
 
 
 def _toy():

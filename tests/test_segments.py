@@ -1,11 +1,11 @@
-"""Tests of utils.segments (hypothesis for the shape/partition invariants)."""
+"""Tests of utils.core.segments (hypothesis for the shape/partition invariants)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from utils import segments
+from utils.core import segments
 
 
 @settings(max_examples=40, deadline=None)

@@ -1,5 +1,5 @@
-"""Tests of utils.stored_frames: DataFrames through plain arrays and an .npz file (the way
-utils.results.cached stores them) and back."""
+"""Tests of utils.core.stored_frames: DataFrames through plain arrays and an .npz file (the way
+utils.core.results.cached stores them) and back."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from utils.results import cached
-from utils.stored_frames import arrays_to_frames, frames_to_arrays
+from utils.core.results import cached
+from utils.core.stored_frames import arrays_to_frames, frames_to_arrays
 
 
 def _example():

@@ -1,4 +1,4 @@
-"""Tests of utils.training: class weights, pooling, save/load round trip and config checks."""
+"""Tests of utils.models.training: class weights, pooling, save/load round trip and config checks."""
 from __future__ import annotations
 
 import dataclasses
@@ -7,7 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from utils import config, training
+from utils.core import config
+from utils.models import training
+from utils.models import catalog
 
 
 def test_class_weights_favour_rare_classes():
@@ -30,7 +32,7 @@ def test_pool_beats():
 
 def test_unknown_model_name():
     with pytest.raises(ValueError, match="Unknown model"):
-        training.build("resnet")
+        catalog.build("resnet")
 
 
 @pytest.fixture()
@@ -54,10 +56,10 @@ def test_train_save_load_round_trip(tiny_spec, mitdb_beats):
     cfg = training.train("tiny", data=small, verbose=0)
     assert cfg["epochs_run"] == 1 and 0 <= cfg["test"]["accuracy"] <= 1
     assert len(training.read_history("tiny")["loss"]) == 1
-    model = training.load_trained("tiny")
-    from utils.models import predict_proba
+    model = catalog.load_trained("tiny")
+    from utils.models.networks import predict_proba
     X = small.X[:5]
-    again = training.load_trained("tiny")
+    again = catalog.load_trained("tiny")
     np.testing.assert_allclose(predict_proba(model, X), predict_proba(again, X), atol=1e-6)
 
 
@@ -66,7 +68,7 @@ def test_load_refuses_stale_config(tiny_spec, mitdb_beats, monkeypatch):
     changed = dataclasses.replace(tiny_spec, epochs=2)
     monkeypatch.setitem(training.MODEL_SPECS, "tiny", changed)
     with pytest.raises(ValueError, match="make models"):
-        training.load_trained("tiny")
+        catalog.load_trained("tiny")
 
 
 def test_missing_model_message(tiny_spec):
@@ -83,7 +85,7 @@ def test_committed_models_match_code(name):
     cfg = json.loads(path.read_text())
     assert cfg["spec"] == json.loads(json.dumps(dataclasses.asdict(training.MODEL_SPECS[name])))
     assert cfg["beats"]["window"] == config.WINDOW
-    training.load_trained(name)  # raises on any mismatch
+    catalog.load_trained(name)  # raises on any mismatch
 
 
 def test_prior_shift_undoes_subsampling_and_weights():
@@ -96,8 +98,8 @@ def test_prior_shift_undoes_subsampling_and_weights():
 
 
 def test_calibrate_prior_moves_only_the_logit_bias():
-    from utils.explain import predict_scores
-    from utils.models import build_fcn
+    from utils.core.explain import predict_scores
+    from utils.models.networks import build_fcn
 
     model = build_fcn(filters=(4, 4, 4))
     rng = np.random.default_rng(0)

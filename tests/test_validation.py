@@ -12,39 +12,53 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from utils import config
-from utils.attention import attention_readout
-from utils.cam import class_activation_map
-from utils.counterfactual import nearest_unlike_neighbour, native_guide, wachter
-from utils.gradcam import grad_cam
-from utils.integrated_gradients import batched_integrated_gradients, integrated_gradients
-from utils.lime_shap import gradient_shap, kernel_shap_segments, lime_segments
-from utils.pfi import alibi_permutation_importance, permutation_importance
+from utils.core import config
+from utils.explainers.attention import attention_readout
+from utils.explainers.cam import class_activation_map
+from utils.explainers.counterfactual import nearest_unlike_neighbour, native_guide, wachter
+from utils.explainers.gradcam import grad_cam
+from utils.explainers.integrated_gradients import (batched_integrated_gradients,
+                                                   integrated_gradients)
+from utils.explainers.lime_shap import gradient_shap, kernel_shap_segments, lime_segments
+from utils.explainers.pfi import permutation_importance
+from utils.explainers.registry import METHODS
 
 W = config.WINDOW
 _BG = np.random.default_rng(5).normal(size=(2, W, 2)).astype(np.float32)
 
-#: name -> (model fixture, call(model, X, targets)); every explainer the notebooks use.
-EXPLAINERS = {
-    "pfi": ("fcn", lambda m, X, t: permutation_importance(m, X, t, n_repeats=1)),
-    "pfi_alibi": ("fcn", lambda m, X, t: alibi_permutation_importance(m, X, t, n_repeats=1)),
-    "lime": ("fcn", lambda m, X, t: lime_segments(m, X, t, n_samples=10)),
-    "kernel_shap": ("fcn", lambda m, X, t: kernel_shap_segments(m, X, t, n_samples=10)),
-    "gradient_shap": ("fcn", lambda m, X, t: gradient_shap(m, X, t, background=_BG,
-                                                           n_samples=2)),
-    "cam": ("fcn", lambda m, X, t: class_activation_map(m, X, t)),
-    "grad_cam": ("fcn", lambda m, X, t: grad_cam(m, X, t)),
-    "grad_cam_lstm": ("lstm", lambda m, X, t: grad_cam(m, X, t, layer="lstm")),
-    "integrated_gradients": ("fcn", lambda m, X, t: integrated_gradients(m, X, t, n_steps=2)),
-    "batched_ig": ("lstm", lambda m, X, t: batched_integrated_gradients(m, X, t, n_steps=2)),
-    "attention": ("attention_lstm", lambda m, X, t: attention_readout(m, X, t)),
-    "native_guide": ("fcn", lambda m, X, t: native_guide(m, X, t, reference=_BG,
-                                                         reference_y=[0, 1],
-                                                         require_predicted=False)),
-    "nun_dtw": ("fcn", lambda m, X, t: nearest_unlike_neighbour(
-        m, X, t, reference=_BG, reference_y=[0, 1], distance="dtw", require_predicted=False)),
-    "wachter": ("fcn", lambda m, X, t: wachter(m, X, t, max_steps=1)),
+#: Options that keep each method fast here (the rest are its declared defaults).
+FAST: dict[str, dict] = {
+    "pfi": {"n_repeats": 1}, "pfi_alibi": {"n_repeats": 1},
+    "lime": {"n_samples": 10}, "kernel_shap": {"n_samples": 10},
+    "gradient_shap": {"background": _BG, "n_samples": 2},
+    "integrated_gradients": {"n_steps": 2}, "integrated_gradients_batched": {"n_steps": 2},
+    "integrated_gradients_checked": {"steps": (2, 4)},
+    "nearest_unlike_neighbour": {"reference": _BG, "reference_y": [0, 1], "distance": "dtw",
+                                 "require_predicted": False},
+    "native_guide": {"reference": _BG, "reference_y": [0, 1], "require_predicted": False},
+    "wachter": {"max_steps": 1},
 }
+#: The model fixture of each architecture (the first one a method applies to is used).
+FIXTURES: dict[str, str] = {"fcn": "fcn", "lstm": "lstm", "lstm_attention": "attention_lstm"}
+
+
+def _fixture(method) -> str:
+    return next(FIXTURES[a] for a in ("fcn", "lstm", "lstm_attention")
+                if method.applies_to(a))
+
+
+def _call(method):
+    return lambda m, X, t: method.function(m, X, t, **FAST.get(method.name, {}))
+
+
+#: name -> (model fixture, call(model, X, targets)): every method of the registry, and Grad-CAM
+#: on the LSTM too (its other layer).
+EXPLAINERS = {name: (_fixture(m), _call(m)) for name, m in METHODS.items()}
+EXPLAINERS["grad_cam_lstm"] = ("lstm", lambda m, X, t: grad_cam(m, X, t))
+
+
+def test_every_method_of_the_registry_is_tested():
+    assert set(METHODS) <= set(EXPLAINERS) and set(FAST) <= set(METHODS)
 
 
 def _good(n: int = 3) -> np.ndarray:

@@ -1,13 +1,12 @@
-"""Tests of utils.waves: wave windows measured on synthetic beats with known onsets."""
+"""Tests of utils.assess.waves: wave windows measured on synthetic beats with known onsets."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from utils import config
-from utils.waves import (TILING, delineate, delineate_beats, median_beat, record_fiducials,
-                         windows_from_beats,
-                         windows_from_fiducials, windows_table)
+from utils.core import config
+from utils.assess.waves import (TILING, delineate, delineate_beats, median_beat, record_fiducials,
+                                windows_from_beats, windows_from_fiducials, windows_table)
 
 FS, R, W = config.BEAT_FS, config.R_OFFSET, config.WINDOW
 t = np.arange(W, dtype=float)
@@ -126,7 +125,7 @@ def test_bad_input():
 
 
 def test_region_share_measured_uses_each_class_window():
-    from utils.waves import region_share_measured
+    from utils.assess.waves import region_share_measured
 
     tiles = {"N": {"before P": (0, 50), "P wave + PR": (50, 100), "QRS": (100, 124),
                    "ST-T": (124, 180), "after T": (180, W)},

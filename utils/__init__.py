@@ -1,17 +1,20 @@
-"""Shared helpers of the ECG explainability course.
+"""Shared helpers of the ECG explainability course, one subpackage per concern.
 
-Import the submodules you need, e.g. ``from utils import data, models, explain``:
+Import what you use, e.g. ``from utils.models.catalog import load_trained``. From the ground up
+(a package imports only the ones above it in this list; ``docs/LAYOUT.md`` has the whole map):
 
-* ``config`` (constants, lead names, wave windows), ``data``, ``models``, ``training``,
-  ``evaluation``, ``plotting``, ``notebook`` - data, networks and figures;
-* ``explain`` - the :class:`~utils.explain.Explanation` result and the pieces every explainer
-  shares; ``perturb`` - replacing part of a beat; ``segments`` - beat segments as features;
-* explainers, all called ``method(model, X, targets, *, output=..., **options)``: ``pfi``,
-  ``lime_shap``, ``cam``, ``gradcam``, ``integrated_gradients``, ``attention``;
-* ``baseline`` (an interpretable feature model) and ``relevance`` (from local to global).
+* ``core`` - the :class:`~utils.core.explain.Explanation` result and calling contract, beat
+  shapes, segments, perturbations, constants (``core.config``), stored results;
+* ``data`` - MIT-BIH beats, sampling by record, rhythm features, AAMI classes, clinical data;
+* ``models`` - networks, the feature baseline, training, the multimodal and protocol models, and
+  ``models.catalog`` (any trained model by name);
+* ``assess`` - judging explanations: faithfulness, sanity, stability, plausibility, relevance;
+* ``explainers`` - one module per method: ``pfi``, ``lime_shap``, ``cam``, ``gradcam``,
+  ``saliency``, ``integrated_gradients``, ``lrp``, ``attention``, ``counterfactual``;
+* ``studies`` - the analyses behind stored results (evaluation grid, modality folds, ...);
+* ``course`` - instructor and maintainer tooling (grading, sandbox, release, benchmark);
+  learners need not read it.
 
-Instructor tooling (grading, notebook execution, benchmark) lives in ``utils.course``.
+Beside them, ``plotting`` (figures; imports only ``core``) and ``notebook`` (the first call of
+every notebook).
 """
-__all__ = ["attention", "baseline", "cam", "config", "data", "evaluation", "explain",
-           "gradcam", "integrated_gradients", "lime_shap", "models", "perturb", "pfi",
-           "plotting", "relevance", "segments", "training"]

@@ -9,12 +9,12 @@ import os
 import random
 import warnings
 
-from . import config
+from utils.core import config
+from utils.plotting import use_course_style
 
 
 def setup_notebook(seed: int = config.SEED, threads: int | None = None) -> None:
     """Silence TensorFlow/absl chatter, fix every random seed and set plotting defaults.
-
     ``threads`` limits TensorFlow's intra-op threads (``None`` keeps the default).
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -34,7 +34,6 @@ def setup_notebook(seed: int = config.SEED, threads: int | None = None) -> None:
     np.random.seed(seed)
     keras.utils.set_random_seed(seed)
     np.set_printoptions(precision=4, suppress=True)
-    from .plotting import use_course_style
 
     use_course_style()  # the figure rules of docs/FIGURES.md (text >= 8 pt, ...)
     try:
@@ -48,7 +47,6 @@ def setup_notebook(seed: int = config.SEED, threads: int | None = None) -> None:
 
 def residual(value: float, bound: float) -> str:
     """A residual that should be zero up to rounding, printed so that every CPU prints the same.
-
     The digits of a float-rounding residual (``1.8e-15`` here, ``0.0`` on the next machine) depend
     on the order in which the CPU summed, so a notebook prints the verdict ``"< 1e-9"`` instead.
     A residual at or above the bound is a real result and is printed with two significant digits

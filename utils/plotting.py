@@ -2,7 +2,9 @@
 matrices in percent per true class, training curves and per-class averages.
 
 Every function draws on a given matplotlib ``Axes`` (or makes one) and returns it, so the
-notebooks can compose figures step by step.
+notebooks can compose figures step by step. Where a function takes relevance it also takes an
+:class:`~utils.core.explain.Explanation` (as ``shap.plots`` take a ``shap.Explanation``): its
+``values`` (sample space), or for :func:`plot_segment_importance` its ``native`` segment values.
 """
 from __future__ import annotations
 
@@ -12,8 +14,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.collections import LineCollection
 
-from . import config
-from .config import LEAD_NAMES, LEAD_SHORT
+from utils.core import config
+from utils.core.config import LEAD_NAMES, LEAD_SHORT
+from utils.core.explain import Explanation, relevance_values
+from utils.core.segments import segment_bounds
 
 #: Colour map of signed relevance (red = for the class, blue = against it), centred at zero.
 DIVERGING_CMAP = "coolwarm"
@@ -79,7 +83,6 @@ def beat_time(window: int = config.WINDOW, fs: int = config.BEAT_FS,
 
 def relevance_norm(values: np.ndarray, signed: bool = True):
     """The colour normalisation of a relevance map.
-
     ``signed``: a :class:`matplotlib.colors.CenteredNorm` centred at 0 with half-range
     ``max |values|`` (0 is always the middle colour of the diverging map). Otherwise the values
     must be non-negative (``ValueError`` if not: signed relevance on a sequential map would
@@ -108,7 +111,6 @@ def _signed(signed: bool | None, symmetric: bool | None) -> bool:
 
 def lead_axes(ax, n_leads: int, gap: float = 0.08) -> list:
     """Split ``ax`` into one axis per lead, stacked top to bottom, sharing its time axis.
-
     ``ax`` stays the container: it keeps the title, the time ticks and the x label (so code
     that calls ``ax.set_title`` / ``ax.set_xlabel`` / ``ax.axvline`` on it keeps working),
     while each lead gets its own inset axis with true millivolt ticks. Calling it again on
@@ -157,7 +159,6 @@ def plot_beat(beat: np.ndarray, ax=None, title: str | None = None, unit: str = "
               leads: Sequence[int] = (0, 1), lead_names: Sequence[str] = LEAD_SHORT,
               offset: float | None = None):
     """Plot the leads of one beat (window, leads) against time relative to the R peak.
-
     Each lead gets its own axis (see :func:`lead_axes`) with true ``unit`` ticks; ``ax`` is
     returned and carries the title and the time axis. ``offset`` is ignored (leads are no
     longer stacked on one axis; kept so that old calls still run).
@@ -177,14 +178,24 @@ def plot_beat(beat: np.ndarray, ax=None, title: str | None = None, unit: str = "
     return ax
 
 
-def plot_relevance(beat: np.ndarray, relevance: np.ndarray, ax=None, title: str | None = None,
+def _relevance(relevance, one_beat: bool = False) -> np.ndarray:
+    """Relevance as a float array; an Explanation gives its ``values`` (of its only beat when
+    ``one_beat``)."""
+    if one_beat and isinstance(relevance, Explanation):
+        if len(relevance) != 1:
+            raise ValueError(f"plot one beat: pass exp[i], not an Explanation of "
+                             f"{len(relevance)} beats")
+        return relevance.values[0]
+    return relevance_values(relevance)
+
+
+def plot_relevance(beat: np.ndarray, relevance, ax=None, title: str | None = None,
                    unit: str = "mV", cmap: str | None = None, symmetric: bool | None = None,
                    colorbar: bool = True, lw: float = 2.2, label: str = "relevance",
                    signed: bool | None = None, norm=None):
     """ECG with an explanation drawn as the colour of the trace (one colour per sample).
-
     ``beat`` and ``relevance`` are (window, leads); a 1-D ``relevance`` (window,) is shared by
-    both leads (e.g. CAM, attention). Each lead is drawn on its own axis with true ``unit``
+    both leads (e.g. CAM, attention); ``relevance`` may be an Explanation of one beat (``exp[i]``). Each lead is drawn on its own axis with true ``unit``
     ticks. ``signed=True`` (default) puts signed relevance on the diverging map centred at 0
     (red = for the class, blue = against it); ``signed=False`` puts non-negative relevance
     (Grad-CAM, attention) on a sequential map from 0 (``symmetric`` is the former name of
@@ -193,7 +204,7 @@ def plot_relevance(beat: np.ndarray, relevance: np.ndarray, ax=None, title: str 
     """
     ax = _axes(ax)
     beat = np.asarray(beat, dtype=float)
-    relevance = np.asarray(relevance, dtype=float)
+    relevance = _relevance(relevance, one_beat=True)
     if relevance.ndim == 1:
         relevance = np.repeat(relevance[:, None], beat.shape[1], axis=1)
     if relevance.shape != beat.shape:
@@ -226,7 +237,6 @@ def plot_relevance(beat: np.ndarray, relevance: np.ndarray, ax=None, title: str 
 def plot_confusion(cm: np.ndarray, ax=None, title: str | None = None,
                    classes: Sequence[str] = config.CLASSES, normalize: bool = True):
     """Confusion matrix (rows = true class) as percentages of each true class.
-
     Uses scikit-learn's ``ConfusionMatrixDisplay``; rows with no beats show 0.
     """
     from sklearn.metrics import ConfusionMatrixDisplay
@@ -265,13 +275,13 @@ def plot_history(history: dict[str, list[float]], axes=None, title: str = ""):
     return axes
 
 
-def plot_class_averages(beats_mv: np.ndarray, relevance: np.ndarray, y: np.ndarray,
+def plot_class_averages(beats_mv: np.ndarray, relevance, y: np.ndarray,
                         title: str = "", classes: Sequence[str] = config.CLASSES,
                         symmetric: bool | None = None, ncols: int = 4,
                         label: str = "mean relevance", signed: bool | None = None):
     """One panel per class: the class-average beat coloured by the class-average relevance.
-
-    ``beats_mv`` (n, window, leads), ``relevance`` (n, window, leads) or (n, window),
+    ``beats_mv`` (n, window, leads), ``relevance`` (n, window, leads), (n, window) or an
+    Explanation,
     ``y`` (n,) class indices. Classes with no beats are left blank. All panels share one
     colour scale and one colour bar (diverging and centred at 0 when ``signed``, the default;
     sequential from 0 for non-negative relevance).
@@ -280,6 +290,7 @@ def plot_class_averages(beats_mv: np.ndarray, relevance: np.ndarray, y: np.ndarr
 
     is_signed = _signed(signed, symmetric)
     present = [c for c in range(len(classes)) if np.any(y == c)]
+    relevance = _relevance(relevance)
     means = {c: relevance[y == c].mean(0) for c in present}
     norm = relevance_norm(np.stack(list(means.values())) if means else np.zeros(1), is_signed)
     cmap = DIVERGING_CMAP if is_signed else SEQUENTIAL_CMAP
@@ -303,13 +314,20 @@ def plot_class_averages(beats_mv: np.ndarray, relevance: np.ndarray, y: np.ndarr
     return fig
 
 
-def plot_segment_importance(importance: np.ndarray, errors: np.ndarray | None = None,
+def plot_segment_importance(importance, errors: np.ndarray | None = None,
                             ax=None, n_segments: int = 16, title: str | None = None,
                             ylabel: str = "importance"):
-    """Bar chart of per-segment values for each lead (features numbered lead-major)."""
-    from .segments import segment_bounds
-
+    """Bar chart of per-segment values for each lead (features numbered lead-major).
+    ``importance`` may be an Explanation on segments (PFI, LIME, Kernel SHAP): its ``native``
+    values, averaged over the beats, with PFI's spread over repeats as ``errors``."""
     ax = _axes(ax)
+    if isinstance(importance, Explanation):
+        if importance.unit != "segments" or importance.native is None:
+            raise ValueError(f"{importance.method} has no segment values (unit "
+                             f"{importance.unit!r}); plot its values with plot_relevance")
+        if errors is None and importance.scope == "global":
+            errors = importance.extras.get("std")
+        importance = importance.native.mean(axis=0)
     importance = np.asarray(importance).reshape(-1, n_segments)
     bounds = segment_bounds(config.WINDOW, n_segments)
     centres = (bounds.mean(axis=1) - config.R_OFFSET) / config.BEAT_FS

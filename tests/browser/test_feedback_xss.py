@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from utils.config import ROOT
+from utils.core.config import ROOT
 from utils.course import grading
 
 if os.environ.get("BROWSER_TEST") != "1":

@@ -34,7 +34,7 @@ import nbformat
 import pytest
 
 from browser_support import chromium_browser  # tests/ is on sys.path under pytest
-from utils.config import ROOT
+from utils.core.config import ROOT
 from utils.course import grading
 
 if os.environ.get("BROWSER_TEST") != "1":

@@ -33,7 +33,7 @@ from pathlib import Path
 import pytest
 
 from browser_support import chromium_browser  # tests/ is on sys.path under pytest
-from utils.config import ROOT
+from utils.core.config import ROOT
 from utils.course import grading
 
 if os.environ.get("SITE_TEST") != "1":

@@ -11,7 +11,7 @@ import check_env
 import site_build
 import site_settings
 from test_site_learner_view import toy_notebook
-from utils.config import ROOT
+from utils.core.config import ROOT
 
 
 def test_rewrite_links():
@@ -22,11 +22,11 @@ def test_rewrite_links():
     assert site_build.rewrite_links("see [rules](../docs/FIGURES.md#style)",
                                     "notebooks/01_a.ipynb", pages) \
         == "see [rules](../docs/FIGURES.md#style)"
-    assert site_build.rewrite_links("[data](utils/data.py) and [mk](Makefile#L3)",
+    assert site_build.rewrite_links("[data](utils/data/mitdb.py) and [mk](Makefile#L3)",
                                     "README.md", pages) \
-        == f"[data]({gh('utils/data.py')}) and [mk]({gh('Makefile')}#L3)"
-    assert site_build.rewrite_links("[src](../utils/cam.py)", "notebooks/01_a.ipynb", pages) \
-        == f"[src]({gh('utils/cam.py')})"
+        == f"[data]({gh('utils/data/mitdb.py')}) and [mk]({gh('Makefile')}#L3)"
+    assert site_build.rewrite_links("[src](../utils/explainers/cam.py)", "notebooks/01_a.ipynb", pages) \
+        == f"[src]({gh('utils/explainers/cam.py')})"
     for unchanged in ("[x](https://physionet.org)", "[y](#section)", "![fig](figure.png)",
                       "[m](mailto:a@b.c)"):
         assert site_build.rewrite_links(unchanged, "README.md", pages) == unchanged

@@ -12,7 +12,7 @@ import pytest
 import colab
 import site_build
 import site_settings
-from utils.config import ROOT
+from utils.core.config import ROOT
 from utils.course import exercises, grading
 
 WEEK = grading.course_notebooks()[0]

@@ -9,6 +9,7 @@
 - ``execute``: re-executes the notebooks in place (``make notebooks``);
 - ``portable``: the notebooks under perturbed numerics (``make test-portable``);
 - ``benchmark``: ``make bench``;
+- ``seal``: checksums for committed results and model configs that predate them (maintainers);
 - ``learner``: the learner's JupyterLab (``make lab``) and the instructor's (``make instructor``);
 - ``layout``: where the weeks and the deep dives live (``notebooks/``, ``work/``, releases);
 - ``exercises``: the exercise template (``exercise_passed``, ``forbid``) and its checker.

@@ -55,8 +55,27 @@ os.environ.setdefault("PYTHONHASHSEED", "0")
 
 import numpy as np  # noqa: E402
 
-from utils.config import ROOT
+from utils.core.config import ROOT
 from utils.course import layout
+from utils.core import config
+from utils.data import mitdb as D
+from utils.data.mitdb import get_split
+from utils.models.training import MODEL_SPECS, class_weights, pool_beats
+from utils.models import training as T
+from utils.models import catalog
+from utils.models.training import model_dir
+from utils.explainers.pfi import permutation_importance, segment_groups
+from utils.data.mitdb import balanced_sample
+from utils.explainers.integrated_gradients import integrated_gradients
+from utils.explainers.attention import attention_readout
+from utils.explainers.cam import class_activation_map
+from utils.explainers.gradcam import grad_cam
+from utils.explainers.lime_shap import gradient_shap, kernel_shap_segments, lime_segments
+from utils.data.mitdb import balanced_sample, get_split
+from utils.core.explain import score_model
+from utils.explainers.integrated_gradients import batched_integrated_gradients, integrated_gradients
+from utils.notebook import setup_notebook
+from utils.data.mitdb import load_beats
 
 SECTIONS: tuple[str, ...] = ("extraction", "training", "notebooks", "explainers", "ig_limit")
 NOT_AVAILABLE = "not available"
@@ -75,7 +94,7 @@ class Settings:
     notebook_repeats: int = 1
     records: int | None = None          # None = all 48 records
     train_beats: int = 2048             # beats per timed epoch (multiple of the batch size)
-    models: tuple[str, ...] = ()        # () = every spec in utils.training.MODEL_SPECS
+    models: tuple[str, ...] = ()        # () = every spec in utils.models.training.MODEL_SPECS
     explain_beats: int = 64             # beats for gradient/CAM/attention explainers
     perturb_beats: int = 4              # beats for LIME and Kernel SHAP (slow per beat)
     lime_samples: int = 500             # perturbations per beat (LIME / Kernel SHAP defaults)
@@ -108,7 +127,6 @@ class Settings:
 def timed_runs(fn: Callable[[], Any], repeats: int, warmup: bool | Callable[[], Any] = True
                ) -> dict:
     """Call ``fn`` (once as warm-up when ``warmup``) then ``repeats`` times; wall times in s.
-
     ``warmup`` may be another callable (e.g. the same work on fewer beats) run instead.
 
     Returns ``{"first_s", "runs_s", "median_s", "result"}`` with the result of the last call.
@@ -168,13 +186,9 @@ def _log(msg: str) -> None:
 # --------------------------------------------------------------------------------------------
 def bench_extraction(s: Settings) -> dict:
     """Cold extraction (verify + read + decimate + cut + normalise) and cached load.
-
     The cached load uses a cache written into a temporary data folder, so the benchmark neither
     depends on nor changes ``data/cache``.
     """
-    from utils import config
-    from utils import data as D
-
     records = D.RECORDS if s.records is None else D.RECORDS[: s.records]
     db_dir = D.ensure_mitdb(records=records)
     cold = timed_runs(lambda: D.load_beats(db_dir=db_dir, records=records, use_cache=False,
@@ -208,10 +222,6 @@ def bench_extraction(s: Settings) -> dict:
 def _training_subset(name: str, data, n: int, seed: int
                      ) -> tuple[np.ndarray, np.ndarray, dict | None]:
     """``n`` training beats of spec ``name`` (its split/class filter) with targets and weights."""
-    from utils import config
-    from utils.data import get_split
-    from utils.training import MODEL_SPECS, class_weights, pool_beats
-
     spec = MODEL_SPECS[name]
     idx = get_split(data, spec.split).train
     if spec.only_class is not None:
@@ -229,8 +239,6 @@ def bench_training(s: Settings, data) -> dict:
     """Beats/s of one training epoch per model spec (committed weights are never touched)."""
     import keras
 
-    from utils import training as T
-
     names = list(s.models or T.MODEL_SPECS)
     rows = []
     for name in names:
@@ -241,7 +249,7 @@ def bench_training(s: Settings, data) -> dict:
             n = max(spec.batch_size, (s.train_beats // spec.batch_size) * spec.batch_size)
             X, y, weights = _training_subset(name, data, n, spec.seed)
             keras.utils.set_random_seed(spec.seed)
-            model = T.build(name)
+            model = catalog.build(name)
             is_ae = spec.builder == "attention_autoencoder"
             model.compile(optimizer=keras.optimizers.Adam(spec.learning_rate),
                           loss="mse" if is_ae else "sparse_categorical_crossentropy",
@@ -276,8 +284,6 @@ def bench_training(s: Settings, data) -> dict:
 
 def _saved_training(name: str) -> dict:
     """``train_seconds`` & co. from ``data/models/<name>/config.json`` (None when missing)."""
-    from utils.training import model_dir
-
     path = model_dir(name) / "config.json"
     if not path.is_file():
         return {"make_models_train_s": None, "make_models_beats_per_s": None,
@@ -293,13 +299,11 @@ def _saved_training(name: str) -> dict:
 # --------------------------------------------------------------------------------------------
 class PeakRSS:
     """Poll the resident memory of a process tree in a thread; ``peak`` in bytes.
-
     ``pid_fn`` returns the root pid (or None while the process does not exist yet), so the
     poller can start before the kernel does. Polling rather than ``getrusage(RUSAGE_CHILDREN)``:
     a kernel forked from this (large) process counts the parent's pages until it execs, so
     the OS peak of the children would be this process's size, not the notebook's.
     """
-
     def __init__(self, pid_fn: Callable[[], int | None], interval: float = 0.1):
         self.pid_fn, self.interval = pid_fn, interval
         self.peak = 0
@@ -351,7 +355,6 @@ def _kernel_pid(client) -> int | None:
 
 def run_notebook(path: Path, workdir: Path, timeout: int) -> dict:
     """Execute ``path`` headless with nbclient from ``workdir``; wall time and peak RSS.
-
     The executed notebook is written next to the copy in ``workdir`` (never over ``path``).
     """
     import nbformat
@@ -425,7 +428,6 @@ class Skipped(Exception):
 @dataclass
 class Context:
     """Data shared by the explainer measurements."""
-
     data: Any
     split: Any
     X: np.ndarray                  # explain_beats beats of the test split (class-balanced)
@@ -436,13 +438,12 @@ class Context:
     def model(self, name: str):
         """Trained model ``name`` (an untrained build when no weights exist: cost is similar)."""
         if name not in self.models:
-            from utils import training as T
 
             try:
-                self.models[name] = T.load_trained(name)
+                self.models[name] = catalog.load_trained(name)
                 self.trained[name] = True
             except (FileNotFoundError, ValueError, OSError):
-                self.models[name] = T.build(name)
+                self.models[name] = catalog.build(name)
                 self.trained[name] = False
         return self.models[name]
 
@@ -450,7 +451,6 @@ class Context:
 @dataclass
 class Case:
     """One explainer measurement: ``fn`` explains ``beats`` beats of ``model``."""
-
     fn: Callable[[], Any]
     beats: int
     model: str
@@ -460,8 +460,6 @@ class Case:
 
 
 def _case_pfi(ctx: Context, s: Settings):
-    from utils.pfi import permutation_importance, segment_groups
-
     masks, names = segment_groups(s.pfi_segments)
     model = ctx.model("cnn_holdout")
     test = ctx.split.test if s.pfi_beats is None else ctx.split.test[: s.pfi_beats]
@@ -493,7 +491,6 @@ def _local_case(method: Callable, model_name: str, settings: str, beats: str = "
 
 
 def _background(ctx: Context, s: Settings) -> np.ndarray:
-    from utils.data import balanced_sample
 
     train = ctx.split.train
     per_class = max(1, s.shap_background // 8)
@@ -501,8 +498,6 @@ def _background(ctx: Context, s: Settings) -> np.ndarray:
 
 
 def _ig_case(model_name: str):
-    from utils.integrated_gradients import integrated_gradients
-
     def case(ctx: Context, s: Settings):
         if model_name not in s.ig_models:
             raise Skipped(f"{model_name} not in the IG models of these settings")
@@ -513,11 +508,6 @@ def _ig_case(model_name: str):
 
 def _explainers() -> tuple[tuple[str, Callable], ...]:
     """(method label, case builder). Cost is per beat explained (PFI: per test beat scored)."""
-    from utils.attention import attention_readout
-    from utils.cam import class_activation_map
-    from utils.gradcam import grad_cam
-    from utils.lime_shap import gradient_shap, kernel_shap_segments, lime_segments
-
     return (
         ("PFI (test set, segments)", _case_pfi),
         ("LIME (segments)", _local_case(lime_segments, "cnn_holdout",
@@ -543,9 +533,6 @@ def _explainers() -> tuple[tuple[str, Callable], ...]:
 
 def make_context(data, s: Settings) -> Context:
     """A class-balanced, fixed sample of test beats for the explainers."""
-    from utils import config
-    from utils.data import balanced_sample, get_split
-
     split = get_split(data, "holdout")
     n = max(s.explain_beats, s.perturb_beats, s.ig_beats)
     per_class = -(-n // len(config.CLASSES))
@@ -591,7 +578,6 @@ def bench_explainers(s: Settings, ctx: Context) -> dict:
 def interpolated_inputs(X: np.ndarray, n_steps: int, method: str = "gausslegendre",
                         baselines: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The ``n_steps * N`` inputs IG evaluates (alibi's alphas; step-major, like alibi).
-
     Returns ``(inputs (n_steps*N, ...), step_sizes (n_steps,))``.
     """
     from alibi.utils.approximation_methods import approximation_parameters
@@ -609,8 +595,6 @@ def interpolated_inputs(X: np.ndarray, n_steps: int, method: str = "gausslegendr
 def gradient_pass(model) -> Callable:
     """A compiled function: gradients of the target logit w.r.t. a batch of inputs (one pass)."""
     import tensorflow as tf
-
-    from utils.explain import score_model
 
     logits = score_model(model)
 
@@ -647,14 +631,11 @@ def notebooks_ig_usage(folder: Path | None = None) -> dict[str, dict[str, int]]:
 
 def bench_ig_limit(s: Settings, ctx: Context) -> dict:
     """Time of one batched forward+backward pass vs alibi IG and the batched IG of utils.
-
     The three are timed in interleaved rounds (limit, alibi, batched, limit, ...) so that each
     ratio compares runs made under the same machine load; a ratio is the median over the
     rounds of the per-round ratio.
     """
     import tensorflow as tf
-
-    from utils.integrated_gradients import batched_integrated_gradients, integrated_gradients
 
     rows = []
     for name in s.ig_models:
@@ -808,8 +789,6 @@ def machine_info(s: Settings) -> dict:
 
 def run(s: Settings, out: Path) -> dict:
     """Run the selected sections and write ``bench.json`` and ``bench.md`` into ``out``."""
-    from utils.notebook import setup_notebook
-
     setup_notebook()  # quiet TF logs, fixed seeds
     res: dict[str, Any] = {"meta": machine_info(s)}
     start = time.perf_counter()
@@ -823,7 +802,6 @@ def run(s: Settings, out: Path) -> dict:
     need_data = {"training", "explainers", "ig_limit"} & set(s.sections)
     data = None
     if need_data:
-        from utils.data import load_beats
 
         data = load_beats(progress=False)
     if "training" in s.sections:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import hashlib
 import json
 import threading
 import time
@@ -33,6 +34,9 @@ from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Unicode
 
 from . import answers, readback
+from . import watchdog
+from . import sanitize
+from .layout import exchange_links
 
 #: Extra note shown with a test scored in the learner's own kernel.
 SANDBOX_NOTE = ("(checked by the visible test in your own kernel: the answer is not plain "
@@ -315,8 +319,6 @@ def _verified_answers(nb, names: dict[str, list[str]], workdirs: dict[str, Path]
 
 def _run_instructor(client, nb, names, checked: _Checked, verified, out_dir: Path,
                     timeout: int, current: dict, start: float, progress, source) -> None:
-    from . import watchdog
-
     for index, cell in enumerate(nb.cells):
         if cell.cell_type != "code":
             continue
@@ -336,8 +338,6 @@ def _run_instructor(client, nb, names, checked: _Checked, verified, out_dir: Pat
 
 
 def _driver(client, index: int, source: str, timeout: int) -> list:
-    from . import watchdog
-
     cell = new_code_cell(source)
     watchdog.execute(client, cell, index, timeout, store_history=False)
     return cell.outputs
@@ -389,8 +389,6 @@ def _check_one(client, index: int, cell, gid: str, wanted: list[str], copy_path,
     if failed(inject):
         return [_error("NotGraded", "your answers could not be read")]
     test = new_code_cell(cell.source)
-    from . import watchdog
-
     if watchdog.execute(client, test, index, timeout, store_history=False):
         return [_error("TimeoutError", f"the test ran over {timeout} s on your answers")]
     return plain_errors(test.outputs)
@@ -402,10 +400,6 @@ def markdown_digests(source_nb) -> list[str]:
 
     A cell is also trusted with its links between notebooks rewritten for nbgrader's exchange
     (:func:`utils.course.layout.exchange_links`, what ``make exchange-release`` hands out)."""
-    import hashlib
-
-    from .layout import exchange_links
-
     sources = {_text(c.source) for c in source_nb.cells if c.cell_type == "markdown"}
     return sorted({hashlib.sha256(text.encode()).hexdigest()
                    for text in sources | {exchange_links(t) for t in sources}})
@@ -420,8 +414,6 @@ def write_results(path: Path, workdir: Path, tests: dict[str, list], note: str =
     """Save what :class:`InjectResults` puts into the autograded notebook: the learner's cell
     outputs (read with :func:`read_executed`, already cleaned by
     :mod:`utils.course.sanitize`), the trusted test outputs and a note."""
-    from . import sanitize
-
     try:
         executed = read_executed(workdir, max_bytes)
         cells = [sanitize.clean_outputs(c.get("outputs", [])) if c.cell_type == "code" else []
@@ -443,10 +435,6 @@ class InjectResults(NbGraderPreprocessor):
     results_dir = Unicode("").tag(config=True)
 
     def preprocess(self, nb, resources):
-        import hashlib
-
-        from . import sanitize
-
         info = resources["nbgrader"]
         path = Path(self.results_dir) / info["student"] / f"{info['assignment']}.json"
         data = json.loads(path.read_text())

@@ -42,6 +42,8 @@ from typing import Iterator
 import nbformat
 
 from . import grading, readback
+from . import sandbox
+from . import checking
 
 #: Largest total size of the files one sandbox task sends back (bytes).
 MAX_RESULT_BYTES: int = 256 * 1024 * 1024
@@ -122,8 +124,6 @@ def sandbox_task(learner: str, aid: str, name: str, submission: bytes, source: s
                  release: str, timeout: int, notebook_timeout: int,
                  limits=None) -> SandboxOutcome:
     """Run one learner-notebook in a sandbox on this worker (see the module docstring)."""
-    from . import sandbox
-
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="grade-") as tmp:
         course = Path(tmp)
@@ -148,8 +148,6 @@ def sandbox_task(learner: str, aid: str, name: str, submission: bytes, source: s
 def trusted_task(aid: str, name: str, source: str, workdir_files: dict[str, dict[str, bytes]],
                  timeout: int) -> dict[str, dict[str, list]]:
     """Check every learner's answers of one week on this worker: ``{learner: {test: outputs}}``."""
-    from . import checking
-
     with tempfile.TemporaryDirectory(prefix="trusted-") as tmp:
         course = Path(tmp)
         src = course / "source" / aid / name
@@ -199,8 +197,6 @@ def autograde(submissions: dict[str, dict[str, Path]], course_dir: Path = gradin
     if trusted_chunk < 1:
         raise ValueError(f"trusted_chunk must be at least 1, got {trusted_chunk}")
     from distributed import as_completed
-
-    from . import checking
 
     course_dir = Path(course_dir).resolve()
     source = {p.name: p.parent.name for p in (course_dir / "source").glob("*/*.ipynb")}

@@ -92,9 +92,9 @@ def exercise_passed(grade_id: str) -> None:
 def forbid(*targets: str) -> Iterator[None]:
     """Make the ``utils`` shortcuts ``targets`` raise inside the block (for hidden tests).
 
-    ``targets`` are dotted names such as ``"utils.cam.class_activation_map"``. The function is
+    ``targets`` are dotted names such as ``"utils.explainers.cam.class_activation_map"``. The function is
     replaced in its module and wherever the notebook's namespace (``__main__``) holds the same
-    object (``from utils.cam import class_activation_map``), so a learner's function that calls
+    object (``from utils.explainers.cam import class_activation_map``), so a learner's function that calls
     the shortcut fails the hidden test instead of passing it; everything is restored after.
     """
     import importlib
@@ -124,7 +124,7 @@ def forbid(*targets: str) -> Iterator[None]:
 
 def visible_part(source: str) -> str:
     """``source`` without its hidden-test blocks (what the learner version shows)."""
-    from . import grading  # lazily: the learner release ships no grading code
+    from . import grading  # lazy: the learner release ships no grading code
     lines, depth = [], 0
     for line in source.splitlines():
         marker = line.strip()
@@ -185,7 +185,7 @@ def private_references(visible: str, answers: set[str]) -> list[str]:
 
 def _test_cell_problems(index: int, grade_id: str, source: str,
                         answers: set[str] = frozenset()) -> list[Problem]:
-    from . import grading  # lazily: the learner release ships no grading code
+    from . import grading  # lazy: the learner release ships no grading code
     problems: list[Problem] = []
     visible = "\n".join(_code_lines(visible_part(source)))
     found = sorted({m.group(0) for m in REFERENCE_RE.finditer(visible)}
@@ -228,7 +228,7 @@ def nbformat_cell_notebook(source: str):
 
 def check_exercises(nb, require_written: bool = True) -> list[Problem]:
     """Every broken exercise rule in the source notebook ``nb`` (node or path); ``[]`` if none."""
-    from . import grading  # lazily: the learner release ships no grading code
+    from . import grading  # lazy: the learner release ships no grading code
     nb = grading._as_notebook(nb)
     problems: list[Problem] = []
     headings: dict[int, tuple[int, float]] = {}  # cell index -> (k, points)
@@ -279,7 +279,7 @@ def check_exercises(nb, require_written: bool = True) -> list[Problem]:
 
 def main(argv: Iterable[str] | None = None) -> None:
     """``python -m utils.course.exercises [NOTEBOOK...]``: exit 1 when a rule is broken."""
-    from . import grading  # lazily: the learner release ships no grading code
+    from . import grading  # lazy: the learner release ships no grading code
     parser = argparse.ArgumentParser(description="check the exercise rules of source notebooks")
     parser.add_argument("notebooks", nargs="*", type=Path)
     args = parser.parse_args(list(argv) if argv is not None else None)

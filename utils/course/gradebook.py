@@ -48,6 +48,8 @@ from nbgrader.preprocessors import NbGraderPreprocessor
 
 from . import grading
 from .grading import COURSE_DIR, GRADES_CSV, SUBMISSIONS_DIR
+from . import limits
+from . import distributed
 
 #: Record of what was graded: ``{"<learner>/<assignment>": {"hash", "status", "graded_at"}}``.
 STATE_FILE = "graded.json"
@@ -378,7 +380,6 @@ def grade_class(submissions_dir: Path = SUBMISSIONS_DIR, notebooks: Sequence[Pat
                                        feedback=feedback, jobs=jobs,
                                        notebook_timeout=notebook_timeout, limits=limits)
         else:
-            from . import distributed
             status = distributed.autograde(plan.todo, course_dir=course_dir, timeout=timeout,
                                            feedback=feedback, jobs=jobs,
                                            notebook_timeout=notebook_timeout,
@@ -446,8 +447,6 @@ def main(argv: list[str] | None = None) -> None:
     p_grade.add_argument("--no-feedback", action="store_true")
     p_grade.add_argument("--timeout", type=int, default=grading.CELL_TIMEOUT)
     p_grade.add_argument("--notebook-timeout", type=int, default=grading.NOTEBOOK_TIMEOUT)
-    from . import limits
-
     limits.add_arguments(p_grade)
     p_export = sub.add_parser("export", help="rewrite the CSV files and the feedback from the "
                               "gradebook (after manual grading)")

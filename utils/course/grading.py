@@ -48,11 +48,14 @@ from typing import Iterable, Sequence
 
 import nbformat
 
-from ..config import ROOT
+from utils.core.config import ROOT
 from . import layout
 from .kernel import KERNEL_NAME
 from .kernel import ensure_venv_on_path as _ensure_venv_on_path
 from .sandbox import SandboxUnavailable
+from . import checking, sandbox
+from .readback import read_json
+from . import limits
 
 #: Git-ignored folder for everything the grading workflow generates.
 BUILD_DIR: Path = ROOT / "build"
@@ -506,8 +509,6 @@ def _record(course_dir: Path, timeout: int, learner: str, aid: str, feedback: bo
 def _sandbox_one(course_dir: Path, learner: str, aid: str, name: str, timeout: int,
                  notebook_timeout: int, limits=None) -> tuple[Path, str]:
     """Prepare and run one submission in its sandbox; returns ``(workdir, note)``."""
-    from . import checking, sandbox
-
     course_dir = Path(course_dir)
     workdir = course_dir / "sandbox" / learner / aid
     try:
@@ -522,8 +523,6 @@ def _sandbox_one(course_dir: Path, learner: str, aid: str, name: str, timeout: i
     if result.peak_memory_mb is not None:
         _say(f"  {learner} / {aid}: peak memory {result.peak_memory_mb:.0f} MB")
     note = ""
-    from .readback import read_json
-
     try:  # written by the learner's sandbox: read without trusting it
         state = str(read_json(workdir, "status.json", 64 * 1024).get("state", "?"))[:300]
     except Exception:
@@ -557,8 +556,6 @@ def autograde(submissions: dict[str, dict[str, Path]], course_dir: Path = COURSE
     A cell that raises or hangs only costs the exercise(s) that depend on it; a notebook that
     cannot be read at all is reported with status ``"failed: ..."``.
     """
-    from . import checking, sandbox
-
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
     course_dir = Path(course_dir)
@@ -918,8 +915,6 @@ def main(argv: list[str] | None = None) -> None:
                        help="seconds per cell when autograding")
     p_grade.add_argument("--notebook-timeout", type=int, default=NOTEBOOK_TIMEOUT,
                          help="seconds per notebook (all cells) in its sandbox")
-    from . import limits
-
     limits.add_arguments(p_grade)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")

@@ -25,7 +25,7 @@ instructor tools. It therefore:
 default configuration, nbgrader's tools included.
 
 The notebooks find the data and models wherever they are opened from: ``utils`` is installed
-in editable mode, so ``utils.config.ROOT`` is this repository whatever the working folder.
+in editable mode, so ``utils.core.config.ROOT`` is this repository whatever the working folder.
 """
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from ..config import ROOT
+from utils.core.config import ROOT
 from . import layout
 from .kernel import ensure_venv_on_path
 
@@ -82,7 +82,7 @@ def release_learner_notebooks(notebooks: Sequence[Path] | None = None,
     ``build_dir/release/deep_dives/<name>.ipynb`` for a deep dive). Raises like
     :func:`utils.course.grading.build_course` (e.g. a solution line left in a release).
     """
-    from . import grading  # not in the learner release, which ships its notebooks released
+    from . import grading  # lazy: not in the learner release, which ships its notebooks released
 
     notebooks = grading.course_notebooks() if notebooks is None else [Path(p) for p in notebooks]
     build_dir = Path(build_dir)

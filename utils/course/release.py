@@ -50,8 +50,9 @@ from typing import Iterable, Sequence
 
 import nbformat
 
-from ..config import ROOT
+from utils.core.config import ROOT
 from . import grading, layout
+from . import grading
 
 #: Default name of the release (folder and archive under ``build/release/``).
 RELEASE_NAME = "xai-ecg-course"
@@ -61,7 +62,7 @@ TEMPLATE_DIR: Path = Path(__file__).resolve().parent / "release_template"
 #: ``utils/course`` modules that stay with the instructor.
 INSTRUCTOR_MODULES: tuple[str, ...] = (
     "grading.py", "sandbox.py", "answers.py", "checking.py", "gradebook.py", "release.py",
-    "exchange.py", "distributed.py", "benchmark.py", "execute.py")
+    "exchange.py", "distributed.py", "benchmark.py", "execute.py", "seal.py")
 #: Packages of requirements.txt only the instructor needs (grading, exchange, Dask).
 INSTRUCTOR_PACKAGES: tuple[str, ...] = ("nbgrader", "sqlalchemy", "alembic", "dask",
                                         "distributed")

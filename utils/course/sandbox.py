@@ -40,9 +40,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from ..config import DATA_DIR, MITDB_ENV, ROOT
+from utils.core.config import DATA_DIR, MITDB_ENV, ROOT
 from . import limits as limits_module
 from .limits import Limits
+from . import watchdog
 
 #: Mount point of the learner's own folder inside the sandbox.
 SANDBOX_DIR = "/sandbox"
@@ -99,8 +100,8 @@ def _venv_python() -> Path:
 def data_binds() -> list[tuple[Path, Path]]:
     """``(real path, path in the sandbox)`` of the course data bound read-only."""
     pairs = [(ROOT / "utils", ROOT / "utils"), (DATA_DIR / "models", DATA_DIR / "models")]
-    # results: the stored results of slow analyses (utils.results), read by the notebooks
-    # aami: the AAMI beat cache of week 1 (utils.aami), rebuilt outside the sandbox when missing
+    # results: the stored results of slow analyses (utils.core.results), read by the notebooks
+    # aami: the AAMI beat cache of week 1 (utils.data.aami), rebuilt outside the sandbox when missing
     for folder in (DATA_DIR / "cache", DATA_DIR / "aami", DATA_DIR / "mitdb", DATA_DIR / "results"):
         if folder.exists():
             pairs.append((folder.resolve(), folder))
@@ -268,8 +269,6 @@ def run_notebook(directory: Path = Path(SANDBOX_DIR), cell_timeout: int = 900) -
     import nbformat
     from nbclient.exceptions import DeadKernelError
     from nbformat.v4 import new_code_cell, new_output
-
-    from . import watchdog
 
     directory = Path(directory)
     nb = nbformat.read(directory / "input.ipynb", as_version=4)

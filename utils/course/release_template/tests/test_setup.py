@@ -76,7 +76,7 @@ def test_models_and_stored_results_are_readable():
 @pytest.mark.parametrize("name", ["cnn_holdout", "lstm_holdout"])
 def test_trained_model_loads(name):
     """Weights verified against their config (SHA-256) and loaded into the architecture."""
-    from utils.training import load_trained
+    from utils.models.catalog import load_trained
 
     model = load_trained(name)
     assert model.count_params() > 0
