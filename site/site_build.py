@@ -254,7 +254,7 @@ def landing_page(notebooks: list[Notebook], docs: list[str], api: dict[str, list
 
     lines = [
         "# Explainable ML for ECG time-series classification", "",
-        f"[![Launch Binder](_static/badges/binder.svg)]({site_settings.binder_url('work/')}) "
+        f"[![Launch Binder](_static/badges/binder.svg)]({site_settings.binder_url('work')}) "
         f"[![Open in Colab](_static/badges/colab.svg)]"
         f"({_landing_colab(weeks)}) "
         f"[![Source on GitHub](_static/badges/github.svg)]({site_settings.github_url()})", "",

@@ -71,7 +71,7 @@ def test_badges_are_the_placeholders_of_the_settings(monkeypatch):
     week1 = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))[0].name
     urls = _LINK.findall(block)
     assert settings.colab_url(f"notebooks/{week1}") in urls
-    assert settings.binder_url("work/") in urls and settings.SITE_URL in urls
+    assert settings.binder_url("work") in urls and settings.SITE_URL in urls
     assert not [u for u in urls if "colab" in u and f"/blob/{settings.BRANCH}/" in u]
 
 
