@@ -135,6 +135,19 @@ def test_secret_lines_ignore_lines_found_outside_solutions():
                                         "assert answer == 'B', 'look again at the figure'"}
 
 
+def test_course_secret_lines_drop_lines_another_notebook_shows():
+    first, second = synthetic_notebook(), synthetic_notebook()
+    # the hidden test of the first notebook is a visible line of the second
+    second.cells.append(new_code_cell("assert answer == 'B', 'look again at the figure'"))
+    assert "assert answer == 'B', 'look again at the figure'" in grading.secret_lines(first)
+    course = grading.course_secret_lines([first, second])
+    assert course == grading.secret_lines(first) - {
+        "assert answer == 'B', 'look again at the figure'"}
+    assert "signal_mean = float(np.mean(signal))" in course
+    # one notebook alone: the same as its own secret lines
+    assert grading.course_secret_lines([first]) == grading.secret_lines(first)
+
+
 def test_hidden_test_blocks():
     assert grading.hidden_test_blocks(synthetic_notebook()) == [
         "assert answer == 'B', 'look again at the figure'"]

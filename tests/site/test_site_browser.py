@@ -132,10 +132,7 @@ def broken_internal_link(url: str, origin: str, site: Path = SITE) -> str | None
 
 @functools.lru_cache(maxsize=None)
 def secret_lines() -> frozenset[str]:
-    lines: set[str] = set()
-    for source in SOURCES:
-        lines |= grading.secret_lines(source)
-    return frozenset(lines)
+    return frozenset(grading.course_secret_lines(SOURCES))
 
 
 def leaked(text: str) -> list[str]:

@@ -26,7 +26,7 @@ a callable ``explainer(model, X, targets, **options) -> Explanation`` and a map 
 table (:func:`metric_table` pivots it).
 
 Which metrics come from Quantus (Hedström et al. 2023, quantus 0.6.0) and which are our own
-------------------------------------------------------------------------------------------
+----------------------------------------------------------------------------------------------------
 Quantus is not a runtime dependency: every metric here is a few lines of numpy, and
 ``tests/test_evaluate.py`` pins each against Quantus's definition where Quantus can run it.
 

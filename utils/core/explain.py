@@ -290,6 +290,7 @@ def to_samples(native: np.ndarray, unit: str, window: int = config.WINDOW, leads
                *, n_segments: int | None = None, mode: Literal["hold", "interp"] = "hold",
                preserve_sum: bool = False) -> np.ndarray:
     """Map native values onto the beat's samples: the one upsampler of the course.
+
     * ``unit="samples"``: ``native`` is (n, window, leads), returned unchanged, or (n, window),
       copied to every lead (split equally between them with ``preserve_sum``).
     * ``unit="steps"``: ``native`` (n, steps) or (n, steps, leads); step ``t`` covers samples

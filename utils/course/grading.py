@@ -168,16 +168,10 @@ def hidden_test_blocks(nb) -> list[str]:
     return marked_blocks(nb, BEGIN_HIDDEN, END_HIDDEN)
 
 
-def secret_lines(nb) -> set[str]:
-    """Lines of solutions and hidden tests that appear nowhere else in the source ``nb``.
-
-    These are the lines that must not survive in the learner version (a line such as ``)`` or
-    one repeated in a visible cell is not specific to the solution). Comments and blank lines
-    are ignored.
-    """
+def visible_lines(nb) -> set[str]:
+    """Stripped lines of ``nb`` outside every solution and hidden-test block (what the
+    learner version keeps)."""
     nb = _as_notebook(nb)
-    secret = {line.strip() for block in solution_blocks(nb) + hidden_test_blocks(nb)
-              for line in block.splitlines()}
     opening, closing = {BEGIN_SOLUTION, BEGIN_HIDDEN}, {END_SOLUTION, END_HIDDEN}
     outside: set[str] = set()
     for cell in nb.cells:
@@ -190,8 +184,34 @@ def secret_lines(nb) -> set[str]:
                 depth -= 1
             elif depth == 0:
                 outside.add(marker)
-    return {line for line in secret - outside
+    return outside
+
+
+def secret_lines(nb) -> set[str]:
+    """Lines of solutions and hidden tests that appear nowhere else in the source ``nb``.
+
+    These are the lines that must not survive in the learner version (a line such as ``)`` or
+    one repeated in a visible cell is not specific to the solution). Comments and blank lines
+    are ignored.
+    """
+    nb = _as_notebook(nb)
+    secret = {line.strip() for block in solution_blocks(nb) + hidden_test_blocks(nb)
+              for line in block.splitlines()}
+    return {line for line in secret - visible_lines(nb)
             if line and not line.startswith("#") and re.search(r"\w", line)}
+
+
+def course_secret_lines(sources) -> set[str]:
+    """Secret lines of a set of source notebooks read together (a site, a release).
+
+    A line hidden in one notebook but visible in another (``from utils.course import
+    selfcheck`` inside one notebook's hidden tests, in a visible check cell of the next)
+    gives nothing away: it is handed out anyway. So the union of each notebook's
+    :func:`secret_lines` less every line any of them shows.
+    """
+    notebooks = [_as_notebook(nb) for nb in sources]
+    secret = set().union(*(secret_lines(nb) for nb in notebooks))
+    return secret - set().union(*(visible_lines(nb) for nb in notebooks))
 
 
 def notebook_text(nb) -> str:

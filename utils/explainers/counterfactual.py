@@ -53,6 +53,7 @@ REQUIRED: tuple[str, ...] = ("original", "counterfactual", "scores_before", "sco
 @dataclass(frozen=True, repr=False)
 class Counterfactual(Explanation):
     """Result of every counterfactual method: an :class:`Explanation` with
+
     * ``values``: the change ``x' - x`` (n, window, leads), signed (z-score units);
     * ``target``: the class each counterfactual is for;
     * ``extras["original"]`` / ``["counterfactual"]``: ``x`` and ``x'`` (n, window, leads);
@@ -239,6 +240,7 @@ def native_guide(model, X, targets, *, output: str = "logits", reference=None,
                  dtw_window: int | None = DTW_WINDOW, step: int = 4,
                  require_predicted: bool = True, guide: str = "cam") -> Counterfactual:
     """Native Guide counterfactuals (Delaney et al. 2021).
+
     1. the nearest unlike neighbour ``x_nun`` of each beat among ``reference`` beats of the
        target class (:func:`find_neighbours`, ``distance`` Euclidean or DTW);
     2. the CAM of ``x_nun`` for the target class (:func:`utils.explainers.cam.class_activation_map`, one

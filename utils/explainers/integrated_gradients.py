@@ -174,6 +174,7 @@ def checked_integrated_gradients(model, X, targets, *, output: str = "logits", b
                                  steps: tuple[int, ...] = (64, 256, 1024),
                                  max_batch: int = 4096) -> Explanation:
     """Integrated Gradients whose completeness is checked per beat (the rule of the course).
+
     1. compute IG with ``steps[0]`` Gauss-Legendre points;
     2. the relative completeness error ``|sum(IG) - (F(x) - F(b))| / |F(x) - F(b)|`` of each beat
        is compared with ``tolerance``; beats above it are recomputed with the next step count;

@@ -70,12 +70,14 @@ def swap_intervention(predict: Callable[[np.ndarray, np.ndarray], np.ndarray], X
     """Swap one input between missed and caught SVEB beats and count the decisions that move.
     Each missed beat is paired with a caught beat drawn at random (with replacement, seeded)
     and each caught beat with a missed one. ``predict(X, rr)`` -> labels. Returns the share of
+
     * ``missed + caught rhythm``: missed beats called SVEB once they get a caught beat's rhythm
       input (their own beat window kept);
     * ``missed + caught beat``: missed beats called SVEB with a caught beat's window (own
       rhythm kept);
     * ``caught + missed rhythm`` / ``caught + missed beat``: caught beats still called SVEB
       with a missed beat's rhythm / window;
+
     and ``pairs`` (the number of missed and of caught beats)."""
     missed, caught = np.asarray(missed), np.asarray(caught)
     if len(missed) == 0 or len(caught) == 0:
