@@ -108,3 +108,43 @@ def test_no_import_cycle():
     for node in sorted(graph):
         if state.get(node) is None:
             visit(node, [])
+
+
+def _layout_tree() -> dict[str, int]:
+    """``{utils/... .py: line count}`` as docs/LAYOUT.md's tree lists them (packages too, as
+    ``utils/<package>/``)."""
+    import re
+    text = (UTILS.parent / "docs" / "LAYOUT.md").read_text()
+    tree: dict[str, int] = {}
+    package = None
+    for line in text.split("```")[1].splitlines():
+        m = re.match(r"^( {2}| {4})(\S+?)(/?)\s+(\d+)", line)
+        if not m:
+            continue
+        indent, name, slash, count = m.groups()
+        if slash:
+            package = name
+            tree[f"utils/{name}/"] = int(count)
+        elif indent == "  ":
+            tree[f"utils/{name}"] = int(count)
+        else:
+            tree[f"utils/{package}/{name}"] = int(count)
+    return tree
+
+
+def test_layout_doc_lists_every_module_with_about_its_size():
+    """docs/LAYOUT.md is the newcomer's map: every module of ``utils`` is in it (and nothing
+    that is gone), each line count within 15 % of ``wc -l`` (refresh them when a module grows)."""
+    tree = _layout_tree()
+    # the modules themselves (``wc -l utils/*.py utils/*/*.py``), not templates deeper down
+    files = {p: len(p.read_text().splitlines())
+             for p in [*UTILS.glob("*.py"), *UTILS.glob("*/*.py")]}
+    actual = {p.relative_to(UTILS.parent).as_posix(): n for p, n in files.items()
+              if p.name != "__init__.py"}
+    for package in {p.parent for p in files if p.parent != UTILS}:
+        actual[f"utils/{package.name}/"] = sum(n for p, n in files.items() if p.parent == package)
+    assert sorted(set(actual) - set(tree)) == [], "modules missing from docs/LAYOUT.md"
+    assert sorted(set(tree) - set(actual)) == [], "docs/LAYOUT.md lists modules that are gone"
+    stale = {name: (tree[name], n) for name, n in actual.items()
+             if abs(tree[name] - n) > 0.15 * n + 5}
+    assert stale == {}, "line counts in docs/LAYOUT.md (listed, actual)"

@@ -94,3 +94,36 @@ def test_its_twin_printing_a_bound_passes(tmp_path):
     result = _perturbed_nbval(stable)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 passed" in result.stdout
+
+
+def test_arguments_split_into_jobs_notebooks_and_pytest_options():
+    jobs, notebooks, options = portable.split_args(
+        ["--jobs", "3", "a.ipynb", "--nbval", "-q", "dir/b.ipynb", "--nbval-sanitize-with",
+         "x.cfg"])
+    assert (jobs, notebooks) == (3, ["a.ipynb", "dir/b.ipynb"])
+    assert options == ["--nbval", "-q", "--nbval-sanitize-with", "x.cfg"]
+    assert portable.split_args(["--jobs=2", "a.ipynb"])[0] == 2
+    assert portable.split_args(["a.ipynb"])[0] is None
+    with pytest.raises(SystemExit):
+        portable.split_args(["--jobs", "0", "a.ipynb"])
+
+
+def test_default_jobs_follow_the_environment_and_stay_bounded():
+    assert portable.default_jobs({"PORTABLE_JOBS": "3"}) == 3
+    assert 1 <= portable.default_jobs({}) <= 4
+
+
+def test_in_parallel_one_failing_notebook_fails_the_pass(tmp_path):
+    """Two notebooks at once: the fragile one's failure reaches the exit status and the report,
+    and the stable one's pass is reported beside it."""
+    fragile = _executed(tmp_path, "fragile", FRAGILE)
+    stable = _executed(tmp_path, "stable", STABLE)
+    env = dict(os.environ, PYTHONHASHSEED="0", PYTHONPATH=str(ROOT))
+    result = subprocess.run(
+        [sys.executable, "-m", "utils.course.portable", "--jobs", "2", str(stable), str(fragile),
+         "--nbval", "--nbval-current-env", "--nbval-sanitize-with", str(SANITIZE), "-q",
+         f"--rootdir={tmp_path}"],
+        env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"{stable}: passed" in result.stdout and f"{fragile}: FAILED (exit 1)" in result.stdout
+    assert "perturbed pass: 1 of 2 notebooks passed (2 at a time)" in result.stdout
