@@ -201,17 +201,24 @@ def secret_lines(nb) -> set[str]:
             if line and not line.startswith("#") and re.search(r"\w", line)}
 
 
-def course_secret_lines(sources) -> set[str]:
-    """Secret lines of a set of source notebooks read together (a site, a release).
+def course_secret_lines(sources) -> dict[str, str]:
+    """Secret lines of a set of source notebooks read together (a site, a release):
+    ``{line: file name of the first notebook that hides it}`` (``"notebook <i>"`` for a
+    notebook given as a node).
 
     A line hidden in one notebook but visible in another (``from utils.course import
     selfcheck`` inside one notebook's hidden tests, in a visible check cell of the next)
     gives nothing away: it is handed out anyway. So the union of each notebook's
     :func:`secret_lines` less every line any of them shows.
     """
-    notebooks = [_as_notebook(nb) for nb in sources]
-    secret = set().union(*(secret_lines(nb) for nb in notebooks))
-    return secret - set().union(*(visible_lines(nb) for nb in notebooks))
+    named = [(Path(nb).name if isinstance(nb, (str, Path)) else f"notebook {i}",
+              _as_notebook(nb)) for i, nb in enumerate(sources, 1)]
+    shown = set().union(*(visible_lines(nb) for _, nb in named))
+    secrets: dict[str, str] = {}
+    for name, nb in named:
+        for line in sorted(secret_lines(nb) - shown):
+            secrets.setdefault(line, name)
+    return secrets
 
 
 def notebook_text(nb) -> str:

@@ -254,16 +254,14 @@ def find_leaks(folder: Path, sources: Sequence[Path]) -> list[str]:
     """Everything in ``folder`` that gives an answer of the source notebooks ``sources`` away:
     ``["<file>: <what>"]``, empty when nothing does.
 
-    Checks every file: whole solution and hidden-test lines (text files and notebooks; but
-    not :func:`is_generic` ones, which the library may share by chance), the
+    Checks every file: whole solution and hidden-test lines
+    (:func:`utils.course.grading.course_secret_lines`: text files and notebooks; but not
+    :func:`is_generic` ones, which the library may share by chance), the
     same lines as raw bytes (binary files: stored arrays, weights, archives), the markers,
     instructor modules and gradebooks."""
     folder = Path(folder)
-    secrets: dict[str, str] = {}
-    for source in sources:
-        for line in grading.secret_lines(source):
-            if not is_generic(line):
-                secrets.setdefault(line, Path(source).name)
+    secrets = {line: name for line, name in grading.course_secret_lines(sources).items()
+               if not is_generic(line)}
     # long enough to be specific in a binary file (short ones match by chance)
     raw = [(s.encode(), s) for s in secrets if len(s) >= 24]
     leaks: list[str] = []
