@@ -76,7 +76,7 @@ def test_paired_record_test_sees_no_effect_in_noise_centred_at_zero():
     rec = np.repeat([f"r{i}" for i in range(16)], 10)
     offsets = np.repeat(rng.choice([-1.0, 1.0], 16), 10)
     d = offsets * 0.01 + rng.normal(0, 1, len(rec))
-    res = claims.paired_record_test(d, rec, n_perm=4000, seed=2)   # 16 records: Monte Carlo
+    res = claims.paired_record_test(d, rec, n_resamples=4000, seed=2)   # 16 records: Monte Carlo
     assert res.low < 0 < res.high and res.p_value > 0.05
 
 

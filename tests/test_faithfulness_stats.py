@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from utils.assess import claims
 from utils.assess import evaluate as ev
 from utils.assess import faithfulness_stats as fs
 from utils.core.explain import Explanation
@@ -49,18 +50,18 @@ def test_a_shift_in_every_record_is_detected():
     rng = np.random.default_rng(0)
     record = np.repeat([f"r{i}" for i in range(12)], 3)
     diff = -0.1 + 0.02 * rng.standard_normal(len(record))
-    t = fs.paired_record_test(diff, record)
+    t = claims.paired_record_test(diff, record)
     assert t.estimate == pytest.approx(diff.mean())
-    assert t.high < 0 and t.p < 0.01 and t.direction() == -1
+    assert t.high < 0 and t.p_value < 0.01 and t.direction() == -1
     assert (t.n_beats, t.n_records) == (36, 12)
-    assert fs.paired_record_test(-diff, record).direction() == 1
+    assert claims.paired_record_test(-diff, record).direction() == 1
 
 
 def test_no_shift_is_not_called_a_difference():
     rng = np.random.default_rng(1)
     record = np.repeat([f"r{i}" for i in range(15)], 2)
-    t = fs.paired_record_test(rng.standard_normal(len(record)), record)
-    assert t.low < 0 < t.high and t.p > 0.05 and t.direction() == 0
+    t = claims.paired_record_test(rng.standard_normal(len(record)), record)
+    assert t.low < 0 < t.high and t.p_value > 0.05 and t.direction() == 0
 
 
 def test_the_unit_is_the_record_not_the_beat():
@@ -68,21 +69,22 @@ def test_the_unit_is_the_record_not_the_beat():
     test would call this certain; with two records the exact sign-flip p is 0.5."""
     record = np.repeat(["a", "b"], 20)
     diff = np.full(40, -0.2) + np.linspace(-0.01, 0.01, 40)
-    t = fs.paired_record_test(diff, record)
-    assert t.p == pytest.approx(0.5) and t.direction() == 0
+    t = claims.paired_record_test(diff, record)
+    assert t.p_value == pytest.approx(0.5) and t.direction() == 0
     assert t.n_records == 2
 
 
 def test_an_adjusted_p_value_can_overrule():
-    t = fs.RecordTest(-0.1, -0.2, -0.05, 0.01, 10, 10)
+    t = claims.RecordTest(estimate=-0.1, low=-0.2, high=-0.05, p_value=0.01, n_records=10,
+                           n_beats=10, records_positive=0, level=0.95)
     assert t.direction() == -1 and t.direction(p=0.2) == 0
 
 
 def test_bad_input_is_refused():
     with pytest.raises(ValueError):
-        fs.paired_record_test([0.1, 0.2], ["a"])
+        claims.paired_record_test([0.1, 0.2], ["a"])
     with pytest.raises(ValueError):
-        fs.paired_record_test([np.nan], ["a"])
+        claims.paired_record_test([np.nan], ["a"])
 
 
 @settings(max_examples=25, deadline=None)
@@ -90,8 +92,8 @@ def test_bad_input_is_refused():
        st.integers(1, 4))
 def test_interval_and_p_are_well_formed(values, per_record):
     record = [f"r{i // per_record}" for i in range(len(values))]
-    t = fs.paired_record_test(values, record, n_boot=200, n_resamples=199)
-    assert 0 <= t.p <= 1
+    t = claims.paired_record_test(values, record, n_boot=200, n_resamples=199)
+    assert 0 <= t.p_value <= 1
     assert t.low <= t.estimate + 1e-12 and t.estimate <= t.high + 1e-12
 
 

@@ -3,6 +3,7 @@ and imports at the top of a module unless a comment on the line says why it is l
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -113,7 +114,6 @@ def test_no_import_cycle():
 def _layout_tree() -> dict[str, int]:
     """``{utils/... .py: line count}`` as docs/LAYOUT.md's tree lists them (packages too, as
     ``utils/<package>/``)."""
-    import re
     text = (UTILS.parent / "docs" / "LAYOUT.md").read_text()
     tree: dict[str, int] = {}
     package = None

@@ -9,11 +9,13 @@ give such a claim a number that can fail:
   from each; a class with 3 records gets a third from each), so that no patient dominates a
   per-class summary the way "40 random beats of the class" lets record 232 dominate ``A``.
 * :func:`record_means` - the mean of a per-beat value per record (the unit the tests resample).
-* :func:`paired_record_test` - for a per-beat difference (model A minus model B on the same
-  beats), the mean with a percentile interval from a bootstrap over records and a two-sided
+* :func:`paired_record_test` - for a per-beat difference (model A minus model B, or a
+  method minus random orders, on the same beats), the mean with a percentile interval from a
+  bootstrap over records (:func:`utils.data.sampling.bootstrap_over_records`) and a two-sided
   sign-flip permutation test over records (each record's beats keep or flip their sign
   together: under "no difference" a record's mean difference is as likely negative as
-  positive).
+  positive; ``scipy.stats.permutation_test`` on the record sums). The one paired test of the
+  course, with the one result type :class:`RecordTest`.
 * :func:`record_permutation_test` - two groups of different records (e.g. R beats called V
   and V beats called V): the difference of their per-record means against all reassignments
   of the records to the groups.
@@ -25,8 +27,8 @@ give such a claim a number that can fail:
   window: a cheap intervention that can run on every beat of a sample.
 
 Written here because :mod:`utils.data.sampling` draws *capped* per-record samples (not a fixed
-number per class spread over records) and bootstraps one group at a time; scipy's
-``permutation_test`` permutes observations, not clusters of beats.
+number per class spread over records); the tests reuse its record bootstrap and scipy's
+permutation test, applied to per-record sums so that the record, not the beat, is the unit.
 """
 from __future__ import annotations
 
@@ -36,9 +38,10 @@ from math import comb
 from typing import Callable, Iterable
 
 import numpy as np
+from scipy.stats import permutation_test
 
 from utils.core import config
-from utils.data.sampling import RecordSample, sample_report
+from utils.data.sampling import RecordSample, bootstrap_over_records, sample_report
 
 
 def _spread(counts: np.ndarray, total: int) -> np.ndarray:
@@ -120,7 +123,8 @@ def record_means(values, record) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass(frozen=True)
 class RecordTest:
-    """Mean of a per-beat value, its bootstrap interval over records and a permutation p-value."""
+    """Mean of a per-beat (paired) difference, its bootstrap interval over records and its
+    sign-flip p-value over records (:func:`paired_record_test`)."""
 
     estimate: float
     low: float
@@ -131,44 +135,66 @@ class RecordTest:
     records_positive: int
     level: float
 
+    def direction(self, alpha: float = 0.05, p: float | None = None) -> int:
+        """-1 / +1 where the difference is below / above 0 at level ``alpha`` (two-sided; the
+        p-value ``p`` if given, e.g. a multiplicity-adjusted one, else ``self.p_value``), 0
+        where zero cannot be ruled out."""
+        p = self.p_value if p is None else p
+        if p >= alpha:
+            return 0
+        return -1 if self.estimate < 0 else 1
+
     def __str__(self) -> str:
         return (f"{self.estimate:+.2f} [{self.low:+.2f}, {self.high:+.2f}] ({self.level:.0%} CI "
                 f"over {self.n_records} records, {self.n_beats} beats; {self.records_positive} of "
                 f"{self.n_records} records > 0; sign-flip p = {self.p_value:.3f})")
 
 
-def paired_record_test(diff, record, *, n_boot: int = 2000, n_perm: int = 10000,
+def paired_record_test(diff, record, *, n_boot: int = 2000, n_resamples: int = 9999,
                        level: float = 0.95, seed: int = config.SEED) -> RecordTest:
     """Is the mean of a per-beat (paired) difference away from zero, across **records**?
 
-    ``estimate`` is the mean over beats; ``low``/``high`` the percentile interval of the mean
-    over ``n_boot`` resamples of the records (all beats of a drawn record); ``p_value`` the
-    two-sided sign-flip permutation test: every record's differences flip sign together with
-    probability 1/2 and the statistic is the mean over beats. With k records there are only
-    2**k sign patterns; for k <= 12 all of them are enumerated (exact test), so 3 records can
-    never give p below 0.25.
+    Beats of one record are not independent, so both the interval and the test resample
+    records:
+
+    * ``estimate``: the mean over beats; ``low``/``high``: the percentile interval of the mean
+      over ``n_boot`` resamples of the records, all beats of a drawn record
+      (:func:`utils.data.sampling.bootstrap_over_records`);
+    * ``p_value``: two-sided sign-flip permutation test - every record's differences flip sign
+      together with probability 1/2 and the statistic is the mean over beats
+      (``scipy.stats.permutation_test``, ``permutation_type="samples"`` on the record sums).
+      With k records there are only 2**k sign patterns; while 2**k <= ``n_resamples`` all of
+      them are enumerated (exact test), so 3 records can never give p below 0.25; with a
+      single record p is 1 (no spread across patients to test against).
+
+    Beats whose difference is not finite are left out (``n_beats`` counts the others).
     """
-    d, record = _values_and_records(diff, record)
+    d = np.asarray(diff, dtype=np.float64)
+    record = np.asarray(record).astype(str)
+    if d.ndim != 1 or d.shape != record.shape:
+        raise ValueError(f"diff {d.shape} and record {record.shape} must be two 1-D arrays "
+                         "of the same length")
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
+    ok = np.isfinite(d)
+    d, record = d[ok], record[ok]
+    if not len(d):
+        raise ValueError("no finite difference to test")
     names, inverse = np.unique(record, return_inverse=True)
-    k = len(names)
-    sums = np.bincount(inverse, weights=d, minlength=k)
-    counts = np.bincount(inverse, minlength=k).astype(np.float64)
-    estimate = float(d.mean())
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, k, size=(int(n_boot), k))
-    reps = sums[draws].sum(axis=1) / counts[draws].sum(axis=1)
-    alpha = (1 - level) / 2
-    low, high = (float(q) for q in np.quantile(reps, [alpha, 1 - alpha]))
-    if k <= 12:
-        signs = 1 - 2 * ((np.arange(2 ** k)[:, None] >> np.arange(k)) & 1)
+    sums = np.bincount(inverse, weights=d, minlength=len(names))
+    counts = np.bincount(inverse, minlength=len(names))
+    n = len(d)
+    boot = bootstrap_over_records(d, record, "mean", n_boot=n_boot, level=level, seed=seed)
+    if len(names) < 2 or np.allclose(sums, 0):
+        p = 1.0   # one record: both signs give the same |mean|, nothing to test
     else:
-        signs = rng.choice([-1, 1], size=(int(n_perm), k))
-    null = np.abs(signs @ sums) / counts.sum()
-    p = float(np.mean(null >= abs(estimate) - 1e-12))
-    return RecordTest(estimate, low, high, p, k, len(d), int(np.sum(sums / counts > 0)),
-                      float(level))
+        res = permutation_test((sums,), lambda s, axis=-1: np.sum(s, axis=axis) / n,
+                               permutation_type="samples", alternative="two-sided",
+                               n_resamples=n_resamples, vectorized=True,
+                               random_state=np.random.default_rng(seed))
+        p = float(res.pvalue)
+    return RecordTest(float(d.mean()), float(boot.low), float(boot.high), p, len(names), n,
+                      int(np.sum(sums / counts > 0)), float(level))
 
 
 def sign_test_records(values, record) -> dict:
