@@ -81,16 +81,14 @@ def read_verified(path: Path) -> dict[str, np.ndarray]:
     it cannot be used (empty, not an archive, truncated, no checksum, altered)."""
     path = Path(path)
     try:
-        if path.stat().st_size == 0:
-            raise ValueError("the file is empty")
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except ValueError as err:
-        if str(err) == "the file is empty":
-            raise
+        size = path.stat().st_size
+        if size:
+            with np.load(path, allow_pickle=False) as npz:
+                arrays = {k: npz[k] for k in npz.files}
+    except Exception as err:  # BadZipFile, EOFError, zlib.error, OSError, KeyError, ValueError...
         raise ValueError(f"unreadable ({type(err).__name__}: {err})") from None
-    except Exception as err:  # BadZipFile, EOFError, zlib.error, OSError, KeyError...
-        raise ValueError(f"unreadable ({type(err).__name__}: {err})") from None
+    if not size:
+        raise ValueError("the file is empty")
     stored = arrays.pop(CHECKSUM_KEY, None)
     if stored is None:
         raise ValueError("it carries no SHA-256 of its arrays")

@@ -49,13 +49,12 @@ from typing import Iterable, Sequence
 import nbformat
 
 from utils.core.config import ROOT
-from . import layout
+
+from . import checking, layout, limits, sandbox
 from .kernel import KERNEL_NAME
 from .kernel import ensure_venv_on_path as _ensure_venv_on_path
-from .sandbox import SandboxUnavailable
-from . import checking, sandbox
 from .readback import read_json
-from . import limits
+from .sandbox import SandboxUnavailable
 
 #: Git-ignored folder for everything the grading workflow generates.
 BUILD_DIR: Path = ROOT / "build"

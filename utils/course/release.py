@@ -52,7 +52,6 @@ import nbformat
 
 from utils.core.config import ROOT
 from . import grading, layout
-from . import grading
 
 #: Default name of the release (folder and archive under ``build/release/``).
 RELEASE_NAME = "xai-ecg-course"
@@ -211,11 +210,6 @@ def build_release(out_dir: Path | None = None, notebooks: Sequence[Path] | None 
                        filter=lambda info: None if ".git" in Path(info.name).parts else info)
     return Release(out_dir, tar, layout.notebooks_in(out_dir / "notebooks"), files,
                    tuple(layout.broken_notebook_links(out_dir / "notebooks")))
-
-
-def deep_dives(root: Path = ROOT) -> list[Path]:
-    """The deep-dive notebooks (``notebooks/deep_dives/*.ipynb``), sorted."""
-    return [p for p in grading.course_notebooks(root) if layout.is_deep_dive(p)]
 
 
 def _git_commit(folder: Path) -> None:
